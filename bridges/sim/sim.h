@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/* sim.h - the simulated platform: one replayed process and its bridge state. */
+#ifndef MB_SIM_H
+#define MB_SIM_H
+
+#include <stdint.h>
+
+#include "mobbus.h"
+#include "trace.h"
+
+#define MB_PAYLOAD_LIMIT 4096
+#define MB_LAUNCH_PHASE_MS 10000
+
+struct mb_sim {
+	const struct mb_trace *trace;
+	/* The process, when one runs. */
+	mb_bus *bus;
+	mb_pub *pub;
+	mb_actor *deliver;
+	mb_actor *sink;
+	mb_actor *policy;
+	int alive;
+	int suspended;
+	int force_stopped;     /* Android force stop: FCM delivers nothing */
+	int processes;         /* processes started so far */
+	int64_t now;
+	int64_t launch_at;     /* start of the launch phase */
+	int launch_phase;      /* still in the launch phase */
+	int active;            /* iOS: between did_become_active and resign */
+	int foreground;        /* Android: between on_start and on_stop */
+	/* Where transcript lines go. */
+	int (*emit)(void *arg, const mb_envelope *env);
+	void *emit_arg;
+};
+
+/* Platform translation: one trace line into envelopes on the bus. */
+int mbi_sim_ios(struct mb_sim *s, const struct mb_trace_line *l);
+int mbi_sim_android(struct mb_sim *s, const struct mb_trace_line *l);
+
+/* Shared by both platforms (replay.c). */
+int mbi_sim_publish(struct mb_sim *s, const char *topic, mb_envelope *env,
+    const struct mb_trace_line *l);
+int mbi_sim_process_start(struct mb_sim *s);
+void mbi_sim_lifecycle(struct mb_sim *s, Mobbus__Lifecycle__Event ev,
+    const struct mb_trace_line *l);
+int mbi_sim_too_large(struct mb_sim *s, const struct mb_trace_line *l,
+    size_t bytes, const char *push_id);
+int mbi_sim_common(struct mb_sim *s, const struct mb_trace_line *l);
+void mbi_sim_hash(const char *text, char out[17]);
+char *mbi_sim_strip_reserved(json_t *obj); /* compact JSON of data */
+
+#endif

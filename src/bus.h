@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bus.h - internals the bus shares with the actor runtime: sequence tables,
+ * mailbox registration and drain accounting.
+ *
+ * DRAIN ACCOUNTING
+ * Every running actor is registered on its bus as a struct mbi_sub. Under the
+ * bus lock, mb_publish counts the registered subs whose prefixes match the
+ * topic (at most once each), adds one to each one's s_pending and the total
+ * to the bus's inflight counter, commits the sequence number and sends. An
+ * actor settles each envelope once: handled, discarded, malformed, or counted
+ * lost inside a sequence gap (mbi_bus_done). Because a registration snapshots
+ * every live publisher's last sequence numbers under that same lock, exactly
+ * the envelopes with a higher seq were counted for the new actor; anything
+ * older that still arrives is dropped unsettled and unhandled.
+ */
+#ifndef MOBBUS_BUS_H
+#define MOBBUS_BUS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <nng/nng.h>
+
+#include "mobbus.h"
+
+/* Topics are shorter than this, including the terminating NUL. */
+#define MBI_TOPIC_MAX 64
+
+/* mbi_seqtab - last sequence number per (publisher id, topic); an open
+ * addressing hash table that only grows. Not thread-safe. */
+struct mbi_seqent {
+	uint64_t e_seq;
+	uint32_t e_pub;
+	bool     e_used;
+	char     e_topic[MBI_TOPIC_MAX];
+};
+
+struct mbi_seqtab {
+	struct mbi_seqent *t_ents;
+	size_t             t_cap; /* 0 or a power of two */
+	size_t             t_len;
+};
+
+/*
+ * mbi_seqtab_get - the sequence slot of (pub, topic), or NULL if there is
+ * none and create is false, or if creating it ran out of memory. A created
+ * slot holds 0. The pointer is valid until the next create.
+ */
+uint64_t *mbi_seqtab_get(
+    struct mbi_seqtab *t, uint32_t pub, const char *topic, bool create);
+void mbi_seqtab_fini(struct mbi_seqtab *t);
+
+/* mbi_sub - an actor's registration on its bus; embedded in the actor. */
+struct mbi_sub {
+	struct mbi_sub    *s_next; /* on the bus list, under the bus lock */
+	struct mbi_sub    *s_prev;
+	const char *const *s_topics; /* the actor's prefixes */
+	mb_actor          *s_actor;
+	uint64_t           s_pending; /* counted, not yet settled; bus lock */
+	uint32_t           s_pub_hi;  /* first publisher id allocated after
+	                               * registration */
+	struct mbi_seqtab *s_last; /* gets the registration snapshot */
+};
+
+/* What one delivery settled, for mbi_bus_done. */
+struct mbi_done {
+	uint64_t settled;  /* taken off s_pending and inflight */
+	uint64_t handled;  /* handed to handle() */
+	uint64_t gaps;     /* holes detected */
+	uint64_t missed;   /* envelopes inside those holes */
+	uint64_t restarts; /* supervisor restarts */
+};
+
+/*
+ * mbi_bus_connect - dial sock (a SUB socket with its subscriptions set) to
+ * the bus, wait until the PUB side has attached the pipe, then register s
+ * (snapshotting the live publishers' sequence numbers into s->s_last).
+ * Actor starts are serialised here. Errors: MB_ECLOSED, MB_ETRANSPORT,
+ * MB_ENOMEM. On error s is not registered (sock may be dialed).
+ */
+int mbi_bus_connect(mb_bus *bus, nng_socket sock, struct mbi_sub *s);
+
+/* mbi_bus_detach - unregister s and forget what was still pending for it. */
+void mbi_bus_detach(mb_bus *bus, struct mbi_sub *s);
+
+/* mbi_bus_done - settle d->settled envelopes of s and add to the stats. */
+void mbi_bus_done(mb_bus *bus, struct mbi_sub *s, const struct mbi_done *d);
+
+/* mbi_bus_recvbuf - the SUB queue depth from the bus options. */
+unsigned mbi_bus_recvbuf(const mb_bus *bus);
+
+/* mbi_bus_match - whether buf (len bytes) starts with one of topics, the way
+ * nng sub0 matches a message body. */
+bool mbi_bus_match(const char *const *topics, const void *buf, size_t len);
+
+/*
+ * mbi_bus_send_raw - test hook: send len bytes as one nng message, counted
+ * for the actors whose prefixes match the bytes exactly as mb_publish would,
+ * but without stamping or encoding. Malformed input is what it is for.
+ * Errors: MB_EINVAL, MB_ENOMEM, MB_ECLOSED, MB_ETRANSPORT.
+ */
+int mbi_bus_send_raw(mb_bus *bus, const void *buf, size_t len);
+
+/* mbi_mono_ns - CLOCK_MONOTONIC in nanoseconds. */
+static inline uint64_t
+mbi_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec);
+}
+
+#endif /* MOBBUS_BUS_H */

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/* main.c - the mobbus command: replay a trace, check cases. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "mobbus.h"
+#include "replay.h"
+#include "trace.h"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: mobbus replay TRACE\n"
+	    "       mobbus check PATH...\n"
+	    "\n"
+	    "replay  run a format-1 trace of platform callbacks through the bus\n"
+	    "        and print what the app received, one JSON line each.\n"
+	    "check   run every *.trace.jsonl under each PATH (a file or a folder)\n"
+	    "        against its *.expect.jsonl; one line per case, then\n"
+	    "        \"N passed, N failed\". Exit status 1 if any failed.\n");
+}
+
+static int
+cmd_replay(int argc, char **argv)
+{
+	struct mb_trace *t = NULL;
+	struct mb_transcript tr = { 0 };
+	char err[4096];
+	int rv;
+
+	if (argc != 1) {
+		usage(stderr);
+		return 2;
+	}
+	if ((rv = mb_trace_load(argv[0], &t, err, sizeof(err))) != MB_OK) {
+		fprintf(stderr, "mobbus: %s: %s\n%s\n", mb_err_name(rv),
+		    mb_strerror(rv), err);
+		return 2;
+	}
+	rv = mb_replay(t, &tr);
+	for (size_t i = 0; i < tr.n; i++)
+		printf("%s\n", tr.lines[i]);
+	mb_transcript_fini(&tr);
+	mb_trace_free(t);
+	if (rv != MB_OK) {
+		fprintf(stderr, "mobbus: replay failed: %s\n", mb_strerror(rv));
+		return 1;
+	}
+	return 0;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int
+ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Collect the trace files of one PATH, sorted. */
+static int
+collect(const char *path, char ***files, size_t *n)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *de;
+	size_t start = *n;
+
+	if (stat(path, &st) != 0) {
+		fprintf(stderr, "mobbus: %s: no such file or folder\n", path);
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		*files = realloc(*files, (*n + 1) * sizeof(**files));
+		(*files)[(*n)++] = strdup(path);
+		return 0;
+	}
+	if ((d = opendir(path)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		char *p;
+		if (!ends_with(de->d_name, ".trace.jsonl"))
+			continue;
+		if (asprintf(&p, "%s/%s", path, de->d_name) < 0)
+			break;
+		*files = realloc(*files, (*n + 1) * sizeof(**files));
+		(*files)[(*n)++] = p;
+	}
+	closedir(d);
+	qsort(*files + start, *n - start, sizeof(**files), cmp_str);
+	return 0;
+}
+
+static int
+cmd_check(int argc, char **argv)
+{
+	char **files = NULL, why[2048];
+	size_t n = 0, passed = 0, failed = 0;
+
+	if (argc < 1) {
+		usage(stderr);
+		return 2;
+	}
+	for (int i = 0; i < argc; i++)
+		if (collect(argv[i], &files, &n) != 0)
+			return 2;
+	for (size_t i = 0; i < n; i++) {
+		const char *base = strrchr(files[i], '/');
+		char name[256];
+		int rv = mb_check_case(files[i], why, sizeof(why));
+
+		snprintf(name, sizeof(name), "%s", base ? base + 1 : files[i]);
+		if (ends_with(name, ".trace.jsonl"))
+			name[strlen(name) - strlen(".trace.jsonl")] = '\0';
+		if (rv == MB_OK) {
+			printf("pass  %s\n", name);
+			passed++;
+		} else {
+			printf("FAIL  %s: %s\n", name, why);
+			failed++;
+		}
+		free(files[i]);
+	}
+	free(files);
+	printf("%zu passed, %zu failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "replay") == 0)
+		return cmd_replay(argc - 2, argv + 2);
+	if (strcmp(argv[1], "check") == 0)
+		return cmd_check(argc - 2, argv + 2);
+	if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "mobbus: unknown command \"%s\"\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

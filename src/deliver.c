@@ -1,0 +1,615 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * deliver.c - the deliver actor: what the consumer receives, once and in order.
+ *
+ * DESIGN
+ * Bridges publish every copy of every platform moment; this actor decides what
+ * the consumer sees. A notification's copies are merged by identity (the
+ * explicit id the bridge found, else an earlier copy of the same payload within
+ * ten minutes, else the iOS request id, else the payload hash). Arrival
+ * (foreground notification or push_fired) and tap are handed at most once
+ * each. While no consumer is subscribed, messages wait in an ordered queue, and
+ * a tap still waiting can take a later copy's action. Fetch windows and
+ * background tasks are completed exactly once: by the consumer, by the bridge's
+ * own rule, or when their budget runs out on a time/tick.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "deliver.h"
+#include "mobbus.h"
+
+#define HASH_WINDOW_MS (10 * 60 * 1000)
+
+static const char *const deliver_topics[] = { "notify/", MB_TOPIC_TOKEN,
+	MB_TOPIC_LIFECYCLE, MB_TOPIC_WAKE, "conn/net", MB_TOPIC_CMD,
+	MB_TOPIC_TIME, NULL };
+
+/* Deep copy of an envelope through its wire form. */
+static mb_envelope *
+env_dup(const mb_envelope *env)
+{
+	size_t n = mobbus__envelope__get_packed_size(env);
+	uint8_t *buf = malloc(n ? n : 1);
+	mb_envelope *copy;
+
+	if (buf == NULL)
+		return NULL;
+	mobbus__envelope__pack(env, buf);
+	copy = mobbus__envelope__unpack(NULL, n, buf);
+	free(buf);
+	return copy;
+}
+
+static char *
+xstrdup(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+/* Replace a string field of an unpacked message. protobuf-c leaves absent
+ * proto3 strings pointing at its shared empty string, which is not ours to
+ * free. */
+static void
+pb_str_set(char **field, const char *v)
+{
+	if (*field != NULL && *field != protobuf_c_empty_string)
+		free(*field);
+	*field = xstrdup(v);
+}
+
+static struct mbi_note *
+note_find(struct mbi_deliver *d, const char *id)
+{
+	for (size_t i = 0; i < d->nnotes; i++)
+		if (strcmp(d->notes[i].id, id) == 0)
+			return &d->notes[i];
+	return NULL;
+}
+
+static struct mbi_note *
+note_get(struct mbi_deliver *d, const char *id)
+{
+	struct mbi_note *n = note_find(d, id);
+
+	if (n != NULL)
+		return n;
+	if (d->nnotes == d->capnotes) {
+		size_t cap = d->capnotes ? d->capnotes * 2 : 16;
+		struct mbi_note *nn = realloc(d->notes, cap * sizeof(*nn));
+		if (nn == NULL)
+			return NULL;
+		d->notes = nn;
+		d->capnotes = cap;
+	}
+	n = &d->notes[d->nnotes];
+	memset(n, 0, sizeof(*n));
+	if ((n->id = strdup(id)) == NULL)
+		return NULL;
+	d->nnotes++;
+	return n;
+}
+
+/*
+ * Identity, reading 1 of spec/semantics.md. The bridge already put the
+ * platform's explicit id (the app's id key, FCM's message id) into n->id.
+ */
+static int
+identity_resolve(struct mbi_deliver *d, const Mobbus__Notification *n,
+    int64_t now, char *out, size_t outlen)
+{
+	struct mbi_seen *hit = NULL, *slot;
+	unsigned generation = 0;
+
+	for (size_t i = 0; i < d->nseen && *n->content_hash; i++) {
+		struct mbi_seen *s = &d->seen[i];
+		if (strcmp(s->hash, n->content_hash) != 0)
+			continue;
+		if (now - s->first_at < HASH_WINDOW_MS) {
+			if (*n->request_id == '\0' || s->by_hash)
+				hit = s;
+		} else if (s->generation >= generation) {
+			generation = s->generation + 1;
+		}
+	}
+	if (*n->id)
+		snprintf(out, outlen, "%s", n->id);
+	else if (hit != NULL)
+		snprintf(out, outlen, "%s", hit->id);
+	else if (*n->request_id)
+		snprintf(out, outlen, "%s", n->request_id);
+	else if (generation == 0)
+		snprintf(out, outlen, "h:%s", n->content_hash);
+	else /* the same payload after its window is a new notification */
+		snprintf(out, outlen, "h:%s.%u", n->content_hash, generation);
+	if (hit != NULL || *n->content_hash == '\0')
+		return MB_OK;
+	/* Remember this copy; when full, the oldest entry makes room. */
+	if (d->nseen < MBI_SEEN_MAX) {
+		slot = &d->seen[d->nseen++];
+	} else {
+		slot = &d->seen[0];
+		for (size_t i = 1; i < d->nseen; i++)
+			if (d->seen[i].first_at < slot->first_at)
+				slot = &d->seen[i];
+	}
+	snprintf(slot->hash, sizeof(slot->hash), "%s", n->content_hash);
+	snprintf(slot->id, sizeof(slot->id), "%s", out);
+	slot->first_at = now;
+	slot->generation = generation;
+	slot->by_hash = *n->id == '\0' && *n->request_id == '\0';
+	return MB_OK;
+}
+
+/* Hand env to the consumer now, or queue it until one subscribes. The
+ * envelope is taken over. */
+static int
+out_put(struct mbi_deliver *d, const char *topic, mb_envelope *env,
+    int force_queue)
+{
+	int rv = MB_OK;
+
+	if (d->consumer_up && !force_queue && d->nqueue == 0) {
+		rv = mb_publish(d->pub, topic, env);
+		mobbus__envelope__free_unpacked(env, NULL);
+		return rv;
+	}
+	if (d->nqueue == d->capqueue) {
+		size_t cap = d->capqueue ? d->capqueue * 2 : 32;
+		struct mbi_out *nq = realloc(d->queue, cap * sizeof(*nq));
+		if (nq == NULL) {
+			mobbus__envelope__free_unpacked(env, NULL);
+			return MB_ENOMEM;
+		}
+		d->queue = nq;
+		d->capqueue = cap;
+	}
+	snprintf(d->queue[d->nqueue].topic, sizeof(d->queue[0].topic), "%s",
+	    topic);
+	d->queue[d->nqueue++].env = env;
+	return rv;
+}
+
+static void
+flush_queue(struct mbi_deliver *d)
+{
+	for (size_t i = 0; i < d->nqueue; i++) {
+		mb_envelope *env = d->queue[i].env;
+		(void)mb_publish(d->pub, d->queue[i].topic, env);
+		mobbus__envelope__free_unpacked(env, NULL);
+	}
+	d->nqueue = 0;
+}
+
+static mb_envelope *
+effect_new(Mobbus__Effect__Kind kind)
+{
+	mb_envelope *env = calloc(1, sizeof(*env));
+	Mobbus__Effect *e = calloc(1, sizeof(*e));
+
+	if (env == NULL || e == NULL) {
+		free(env);
+		free(e);
+		return NULL;
+	}
+	mobbus__envelope__init(env);
+	mobbus__effect__init(e);
+	e->kind = kind;
+	env->body_case = MOBBUS__ENVELOPE__BODY_EFFECT;
+	env->effect = e;
+	return env;
+}
+
+/* The free that matches effect_new and env_dup alike. */
+static void
+effect_free(mb_envelope *env)
+{
+	free(env->effect);
+	free(env);
+}
+
+/*
+ * Send an effect. When queued is set, it follows a message still waiting for
+ * the consumer and must not overtake it (reading 8).
+ */
+static void
+effect_send(struct mbi_deliver *d, mb_envelope *env, const char *topic)
+{
+	if (d->nqueue > 0 && !d->consumer_up) {
+		mb_envelope *copy = env_dup(env);
+		if (copy != NULL)
+			out_put(d, topic, copy, 1);
+	} else {
+		(void)mb_publish(d->pub, topic, env);
+	}
+	effect_free(env);
+}
+
+static void
+complete_push(struct mbi_deliver *d, struct mbi_window *w, const char *result)
+{
+	mb_envelope *env;
+
+	if (w->done)
+		return;
+	w->done = 1;
+	if ((env = effect_new(MOBBUS__EFFECT__KIND__PUSH_COMPLETION)) == NULL)
+		return;
+	env->effect->push_id = w->push_id;
+	env->effect->result = (char *)result;
+	effect_send(d, env, "effect/push_completion");
+}
+
+static void
+complete_task(struct mbi_deliver *d, struct mbi_window *w, int success)
+{
+	mb_envelope *env;
+
+	if (w->done)
+		return;
+	w->done = 1;
+	if ((env = effect_new(MOBBUS__EFFECT__KIND__TASK_COMPLETED)) == NULL)
+		return;
+	env->effect->identifier = w->id;
+	env->effect->success = success;
+	effect_send(d, env, "effect/task_completed");
+}
+
+static struct mbi_window *
+window_add(struct mbi_deliver *d, int task, const char *push_id,
+    const char *id, int64_t deadline)
+{
+	struct mbi_window *w;
+
+	if (d->nwindows == d->capwindows) {
+		size_t cap = d->capwindows ? d->capwindows * 2 : 8;
+		struct mbi_window *nw = realloc(d->windows, cap * sizeof(*nw));
+		if (nw == NULL)
+			return NULL;
+		d->windows = nw;
+		d->capwindows = cap;
+	}
+	w = &d->windows[d->nwindows++];
+	memset(w, 0, sizeof(*w));
+	w->task = task;
+	w->push_id = xstrdup(push_id);
+	w->id = xstrdup(id);
+	w->deadline = deadline;
+	return w;
+}
+
+static struct mbi_window *
+window_find(struct mbi_deliver *d, const char *push_id, const char *id)
+{
+	for (size_t i = 0; i < d->nwindows; i++) {
+		struct mbi_window *w = &d->windows[i];
+		if (w->done)
+			continue;
+		if (push_id && *push_id && strcmp(w->push_id, push_id) == 0)
+			return w;
+		if (id && *id && strcmp(w->id, id) == 0)
+			return w;
+	}
+	return NULL;
+}
+
+/* time/tick: complete every window whose budget ran out, oldest first. */
+static void
+fire_timers(struct mbi_deliver *d, int64_t now)
+{
+	for (;;) {
+		struct mbi_window *due = NULL;
+		for (size_t i = 0; i < d->nwindows; i++) {
+			struct mbi_window *w = &d->windows[i];
+			if (!w->done && w->deadline <= now &&
+			    (due == NULL || w->deadline < due->deadline))
+				due = w;
+		}
+		if (due == NULL)
+			return;
+		if (due->task)
+			complete_task(d, due, 0);
+		else
+			complete_push(d, due, "failed");
+	}
+}
+
+/* Find a queued, not yet handed tap of this id. */
+static Mobbus__Notification *
+queued_tap(struct mbi_deliver *d, const char *id)
+{
+	for (size_t i = 0; i < d->nqueue; i++) {
+		mb_envelope *e = d->queue[i].env;
+		if (e->body_case == MOBBUS__ENVELOPE__BODY_NOTIFICATION &&
+		    e->notification->presentation ==
+		        MOBBUS__NOTIFICATION__PRESENTATION__TAP &&
+		    strcmp(e->notification->id, id) == 0)
+			return e->notification;
+	}
+	return NULL;
+}
+
+static void
+remember_unacked(struct mbi_deliver *d, const mb_envelope *env)
+{
+	mb_envelope *copy;
+
+	if (!d->manual_ack || d->nunacked >= MBI_UNACKED_MAX)
+		return;
+	if ((copy = env_dup(env)) != NULL)
+		d->unacked[d->nunacked++] = copy;
+}
+
+static int
+on_notification(struct mbi_deliver *d, const mb_envelope *in, const char *topic)
+{
+	const Mobbus__Notification *n = in->notification;
+	char id[256];
+	struct mbi_note *note;
+	mb_envelope *env;
+	int bg = n->presentation == MOBBUS__NOTIFICATION__PRESENTATION__BACKGROUND;
+	int tap = n->presentation == MOBBUS__NOTIFICATION__PRESENTATION__TAP;
+	struct mbi_window *w = NULL;
+
+	(void)topic;
+	identity_resolve(d, n, in->at_ms, id, sizeof(id));
+	if ((note = note_get(d, id)) == NULL)
+		return MB_ENOMEM;
+	if (*n->push_id && n->budget_ms && !tap)
+		w = window_add(d, 0, n->push_id, id, in->at_ms + n->budget_ms);
+	if (tap) {
+		if (note->tap) {
+			Mobbus__Notification *q = queued_tap(d, id);
+			/* A later copy of a tap still waiting gives its action
+			 * (reading 5). */
+			if (q != NULL && n->action_or_null_case ==
+			        MOBBUS__NOTIFICATION__ACTION_OR_NULL_ACTION) {
+				if (q->action_or_null_case !=
+				    MOBBUS__NOTIFICATION__ACTION_OR_NULL_ACTION)
+					q->action = NULL;
+				pb_str_set(&q->action, n->action);
+				q->action_or_null_case =
+				    MOBBUS__NOTIFICATION__ACTION_OR_NULL_ACTION;
+			}
+			return MB_OK;
+		}
+		note->tap = 1;
+	} else {
+		if (note->arrival) {
+			/* Already handed as an arrival: this copy adds nothing,
+			 * and its fetch window closes at once. */
+			if (w != NULL)
+				complete_push(d, w, "no_data");
+			return MB_OK;
+		}
+		note->arrival = 1;
+	}
+	if ((env = env_dup(in)) == NULL)
+		return MB_ENOMEM;
+	pb_str_set(&env->notification->id, id);
+	remember_unacked(d, env);
+	out_put(d, bg ? "app/push_fired" : "app/notification", env, 0);
+	if (w != NULL && n->complete_now)
+		complete_push(d, w, "no_data");
+	return MB_OK;
+}
+
+static int
+on_rejected(struct mbi_deliver *d, const mb_envelope *in)
+{
+	mb_envelope *env = env_dup(in);
+	struct mbi_window *w;
+
+	if (env == NULL)
+		return MB_ENOMEM;
+	out_put(d, "app/error", env, 0);
+	if (*in->error->push_id &&
+	    (w = window_add(d, 0, in->error->push_id, "", in->at_ms)) != NULL)
+		complete_push(d, w, "failed");
+	return MB_OK;
+}
+
+static int
+on_token(struct mbi_deliver *d, const mb_envelope *in)
+{
+	const char *tok = in->push_token->token;
+	mb_envelope *env;
+
+	/* Reading 12: compare by value with the last acknowledged token; at
+	 * most once per process while unacknowledged. */
+	if (strcmp(tok, d->token_acked) == 0 ||
+	    strcmp(tok, d->token_announced) == 0)
+		return MB_OK;
+	snprintf(d->token_announced, sizeof(d->token_announced), "%s", tok);
+	if ((env = env_dup(in)) == NULL)
+		return MB_ENOMEM;
+	return out_put(d, "app/push_token", env, 0);
+}
+
+static int
+on_cmd(struct mbi_deliver *d, const mb_envelope *in)
+{
+	const Mobbus__AppCommand *c = in->app;
+	struct mbi_window *w;
+
+	switch (c->do_) {
+	case MOBBUS__APP_COMMAND__DO__SUBSCRIBE:
+		if (!d->consumer_up) {
+			d->consumer_up = 1;
+			flush_queue(d);
+		}
+		return MB_OK;
+	case MOBBUS__APP_COMMAND__DO__RESTART:
+		/* The consumer crashed and re-subscribed: what it had not
+		 * acknowledged is handed again (reading 15). */
+		d->consumer_up = 1;
+		for (size_t i = 0; i < d->nunacked; i++) {
+			mb_envelope *e = d->unacked[i];
+			if (e->notification->presentation !=
+			    MOBBUS__NOTIFICATION__PRESENTATION__BACKGROUND) {
+				e->notification->redelivered = 1;
+				(void)mb_publish(d->pub, "app/notification", e);
+			}
+		}
+		flush_queue(d);
+		return MB_OK;
+	case MOBBUS__APP_COMMAND__DO__ACK:
+		if (*c->token) {
+			snprintf(d->token_acked, sizeof(d->token_acked), "%s",
+			    c->token);
+			return MB_OK;
+		}
+		for (size_t i = 0; i < d->nunacked;) {
+			if (strcmp(d->unacked[i]->notification->id, c->id) == 0) {
+				mobbus__envelope__free_unpacked(d->unacked[i], NULL);
+				d->unacked[i] = d->unacked[--d->nunacked];
+			} else {
+				i++;
+			}
+		}
+		return MB_OK;
+	case MOBBUS__APP_COMMAND__DO__COMPLETE:
+		/* A late or unknown completion is ignored (reading 7). */
+		if ((w = window_find(d, c->push_id, c->id)) == NULL)
+			return MB_OK;
+		if (w->task)
+			complete_task(d, w, strcmp(c->result, "failed") != 0);
+		else
+			complete_push(d, w, c->result);
+		return MB_OK;
+	default:
+		return MB_OK;
+	}
+}
+
+static int
+on_wake(struct mbi_deliver *d, const mb_envelope *in)
+{
+	const Mobbus__WakeWindow *ww = in->wake;
+	struct mbi_window *w;
+	mb_envelope *env;
+
+	if (ww->kind != MOBBUS__WAKE_WINDOW__KIND__TASK)
+		return MB_OK;
+	if (ww->phase == MOBBUS__WAKE_WINDOW__PHASE__OPEN) {
+		if (window_add(d, 1, "", ww->id, in->at_ms + ww->budget_ms) ==
+		    NULL)
+			return MB_ENOMEM;
+		if ((env = env_dup(in)) == NULL)
+			return MB_ENOMEM;
+		return out_put(d, "app/wake_fired", env, 0);
+	}
+	if (ww->phase == MOBBUS__WAKE_WINDOW__PHASE__EXPIRE &&
+	    (w = window_find(d, NULL, ww->id)) != NULL && w->task)
+		complete_task(d, w, 0);
+	return MB_OK;
+}
+
+static int
+deliver_handle_cb(mb_actor *a, void *state, const mb_envelope *in)
+{
+	struct mbi_deliver *d = state;
+	mb_envelope *env;
+
+	(void)a;
+	switch (in->body_case) {
+	case MOBBUS__ENVELOPE__BODY_TICK:
+		fire_timers(d, in->tick->now_ms);
+		return MB_OK;
+	case MOBBUS__ENVELOPE__BODY_NOTIFICATION:
+		return on_notification(d, in, in->topic);
+	case MOBBUS__ENVELOPE__BODY_ERROR:
+		return on_rejected(d, in);
+	case MOBBUS__ENVELOPE__BODY_PUSH_TOKEN:
+		return on_token(d, in);
+	case MOBBUS__ENVELOPE__BODY_APP:
+		return on_cmd(d, in);
+	case MOBBUS__ENVELOPE__BODY_WAKE:
+		return on_wake(d, in);
+	case MOBBUS__ENVELOPE__BODY_LIFECYCLE:
+		if (in->lifecycle->event == MOBBUS__LIFECYCLE__EVENT__LAUNCH ||
+		    in->lifecycle->event == MOBBUS__LIFECYCLE__EVENT__SUSPEND)
+			return MB_OK;
+		/* Device events wait for the consumer too. */
+		__attribute__((fallthrough));
+	case MOBBUS__ENVELOPE__BODY_CONNECTIVITY:
+		if ((env = env_dup(in)) == NULL)
+			return MB_ENOMEM;
+		return out_put(d, "app/device", env, 0);
+	default:
+		return MB_OK;
+	}
+}
+
+static int
+deliver_init_cb(mb_actor *a, void *arg, void **statep)
+{
+	const struct mb_deliver_opts *o = arg;
+	struct mbi_deliver *d = calloc(1, sizeof(*d));
+
+	if (d == NULL)
+		return MB_ENOMEM;
+	d->manual_ack = o->manual_ack;
+	d->pub = mb_actor_pub(a);
+	*statep = d;
+	return MB_OK;
+}
+
+static void
+deliver_terminate_cb(mb_actor *a, void *state)
+{
+	struct mbi_deliver *d = state;
+
+	(void)a;
+	if (d == NULL)
+		return;
+	for (size_t i = 0; i < d->nqueue; i++)
+		mobbus__envelope__free_unpacked(d->queue[i].env, NULL);
+	for (size_t i = 0; i < d->nunacked; i++)
+		mobbus__envelope__free_unpacked(d->unacked[i], NULL);
+	for (size_t i = 0; i < d->nnotes; i++)
+		free(d->notes[i].id);
+	for (size_t i = 0; i < d->nwindows; i++) {
+		free(d->windows[i].push_id);
+		free(d->windows[i].id);
+	}
+	free(d->queue);
+	free(d->notes);
+	free(d->windows);
+	free(d);
+}
+
+static void
+deliver_release_cb(void *arg)
+{
+	free(arg);
+}
+
+static const struct mb_actor_ops deliver_ops = {
+	.size = sizeof(struct mb_actor_ops),
+	.name = "deliver",
+	.topics = deliver_topics,
+	.init = deliver_init_cb,
+	.handle = deliver_handle_cb,
+	.terminate = deliver_terminate_cb,
+	.release = deliver_release_cb,
+};
+
+int
+mb_deliver_start(mb_bus *bus, const struct mb_deliver_opts *opts,
+    mb_actor **ap)
+{
+	struct mb_deliver_opts *o = calloc(1, sizeof(*o));
+	int rv;
+
+	if (o == NULL)
+		return MB_ENOMEM;
+	if (opts != NULL)
+		o->manual_ack = opts->manual_ack;
+	o->size = sizeof(*o);
+	if ((rv = mb_actor_start(bus, &deliver_ops, o, ap)) != MB_OK)
+		free(o);
+	return rv;
+}

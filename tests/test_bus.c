@@ -1,0 +1,829 @@
+/* SPDX-License-Identifier: MIT */
+/* test_bus.c - the bus and the actor runtime: stamping, filtering, drops and
+ * gaps, drain, supervision and malformed input. */
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "mobbus.h"
+#include "nuts.h"
+
+#define WAIT_MS 30000
+
+/* ---- a recording actor --------------------------------------------------- */
+
+struct seen {
+	char     topic[MBI_TOPIC_MAX];
+	uint32_t pub;
+	uint64_t seq;
+	uint64_t ts_ns;
+	int64_t  at_ms;
+	char     code[32]; /* BusError bodies */
+	uint32_t err_pub;
+	uint64_t missed;
+};
+
+struct rec {
+	pthread_mutex_t mtx;
+	pthread_cond_t  cv;
+	const char     *topics[4];
+	unsigned        max_restarts;
+	bool            keep;      /* record every envelope in seen[] */
+	bool            stall;     /* the first handle() waits for release */
+	bool            released;
+	int             entered;   /* handle() calls that reached the stall */
+	uint64_t        handled;   /* handle() calls that returned */
+	uint64_t        fail_on;   /* fail the Nth call; 0: never */
+	bool            fail_all;
+	const char     *republish; /* forward each envelope to this topic */
+	int             errors;    /* mb_publish failures inside handle() */
+	int             inits;
+	int             terms;
+	struct seen    *seen;
+	size_t          nseen;
+	size_t          cap;
+	mb_actor       *actor;
+};
+
+static void
+rec_init(struct rec *r, const char *t0, const char *t1)
+{
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_init(&r->mtx, NULL);
+	nuts_cond_init(&r->cv);
+	r->topics[0] = t0;
+	r->topics[1] = t1;
+	r->keep      = true;
+}
+
+static int
+rec_init_cb(mb_actor *a, void *arg, void **statep)
+{
+	struct rec *r = arg;
+
+	(void) a;
+	pthread_mutex_lock(&r->mtx);
+	r->inits++;
+	pthread_mutex_unlock(&r->mtx);
+	*statep = r;
+	return (MB_OK);
+}
+
+static void
+rec_terminate_cb(mb_actor *a, void *state)
+{
+	struct rec *r = state;
+
+	(void) a;
+	pthread_mutex_lock(&r->mtx);
+	r->terms++;
+	pthread_mutex_unlock(&r->mtx);
+}
+
+static int
+rec_handle_cb(mb_actor *a, void *state, const mb_envelope *env)
+{
+	struct rec *r = state;
+	uint64_t    n;
+	bool        fail;
+
+	pthread_mutex_lock(&r->mtx);
+	if (r->stall && !r->released) {
+		r->entered++;
+		pthread_cond_broadcast(&r->cv);
+		while (!r->released) {
+			pthread_cond_wait(&r->cv, &r->mtx);
+		}
+	}
+	if (r->keep) {
+		struct seen *s;
+
+		if (r->nseen == r->cap) {
+			r->cap  = r->cap != 0 ? r->cap * 2 : 16;
+			r->seen = realloc(r->seen, r->cap * sizeof(*s));
+			ck_assert_ptr_nonnull(r->seen);
+		}
+		s = &r->seen[r->nseen++];
+		memset(s, 0, sizeof(*s));
+		strncpy(s->topic, env->topic, sizeof(s->topic) - 1);
+		s->pub   = env->publisher;
+		s->seq   = env->seq;
+		s->ts_ns = env->ts_ns;
+		s->at_ms = env->at_ms;
+		if (env->body_case == MOBBUS__ENVELOPE__BODY_ERROR) {
+			strncpy(s->code, env->error->code, sizeof(s->code) - 1);
+			s->err_pub = env->error->publisher;
+			s->missed  = env->error->missed;
+		}
+	}
+	n    = ++r->handled;
+	fail = r->fail_all || n == r->fail_on;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mtx);
+
+	if (r->republish != NULL) {
+		mb_envelope fwd = MOBBUS__ENVELOPE__INIT;
+
+		if (mb_publish(mb_actor_pub(a), r->republish, &fwd) != MB_OK) {
+			pthread_mutex_lock(&r->mtx);
+			r->errors++;
+			pthread_mutex_unlock(&r->mtx);
+		}
+	}
+	return (fail ? -1 : 0);
+}
+
+static struct mb_actor_ops rec_ops = {
+	.size      = sizeof(struct mb_actor_ops),
+	.name      = "rec",
+	.init      = rec_init_cb,
+	.handle    = rec_handle_cb,
+	.terminate = rec_terminate_cb,
+};
+
+static void
+rec_start(mb_bus *bus, struct rec *r, struct mb_actor_ops *ops)
+{
+	*ops        = rec_ops;
+	ops->topics = r->topics;
+	ops->max_restarts      = r->max_restarts;
+	ops->restart_window_ms = 60000;
+	NUTS_PASS(mb_actor_start(bus, ops, r, &r->actor));
+}
+
+static void
+rec_release(struct rec *r)
+{
+	pthread_mutex_lock(&r->mtx);
+	r->released = true;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mtx);
+}
+
+/* rec_wait_entered - wait until a stalling handler has been entered. */
+static void
+rec_wait_entered(struct rec *r)
+{
+	struct timespec dl = nuts_deadline(WAIT_MS);
+	int             rv = 0;
+
+	pthread_mutex_lock(&r->mtx);
+	while (r->entered == 0 && rv != ETIMEDOUT) {
+		rv = pthread_cond_timedwait(&r->cv, &r->mtx, &dl);
+	}
+	pthread_mutex_unlock(&r->mtx);
+	ck_assert_int_eq(r->entered, 1);
+}
+
+static size_t
+rec_count_code(struct rec *r, const char *code, uint32_t from)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->nseen; i++) {
+		if (strcmp(r->seen[i].code, code) == 0 &&
+		    (from == 0 || r->seen[i].pub == from)) {
+			n++;
+		}
+	}
+	return (n);
+}
+
+static void
+rec_fini(struct rec *r)
+{
+	free(r->seen);
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mtx);
+}
+
+static void
+publish_n(mb_pub *pub, const char *topic, int n)
+{
+	for (int i = 0; i < n; i++) {
+		mb_envelope env = MOBBUS__ENVELOPE__INIT;
+
+		NUTS_PASS(mb_publish(pub, topic, &env));
+	}
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+START_TEST(test_roundtrip)
+{
+	mb_bus             *bus;
+	mb_pub             *pub;
+	struct rec          n, t;
+	struct mb_actor_ops on, ot;
+	mb_envelope         env = MOBBUS__ENVELOPE__INIT;
+	char               *orig = env.topic;
+	int64_t             lo, hi;
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	rec_init(&n, "notify/", NULL);
+	rec_init(&t, "token/", NULL);
+	rec_start(bus, &n, &on);
+	rec_start(bus, &t, &ot);
+	NUTS_PASS(mb_pub_alloc(bus, &pub));
+
+	mb_bus_set_clock(bus, 1234);
+	ck_assert_int_eq(mb_bus_now_ms(bus), 1234);
+	NUTS_PASS(mb_publish(pub, "notify/a", &env));
+	ck_assert_ptr_eq(env.topic, orig); /* restored */
+	NUTS_PASS(mb_publish(pub, "notify/a", &env));
+	NUTS_PASS(mb_publish(pub, "notify/b", &env));
+	mb_bus_set_clock(bus, 5678);
+	NUTS_PASS(mb_publish(pub, "notify/a", &env));
+	NUTS_PASS(mb_publish(pub, "token/x", &env));
+	mb_bus_set_clock(bus, -1);
+	lo = mb_bus_now_ms(bus);
+	NUTS_PASS(mb_publish(pub, "notify/b", &env));
+	hi = mb_bus_now_ms(bus);
+	NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
+
+	ck_assert_uint_eq(n.nseen, 5); /* token/x filtered out */
+	const char *topics[] = { "notify/a", "notify/a", "notify/b",
+		"notify/a", "notify/b" };
+	uint64_t    seqs[]   = { 1, 2, 1, 3, 2 };
+	int64_t     ats[]    = { 1234, 1234, 1234, 5678, -1 };
+	for (int i = 0; i < 5; i++) {
+		ck_assert_str_eq(n.seen[i].topic, topics[i]);
+		ck_assert_uint_eq(n.seen[i].seq, seqs[i]);
+		ck_assert_uint_eq(n.seen[i].pub, mb_pub_id(pub));
+		ck_assert_uint_gt(n.seen[i].ts_ns, 0);
+		if (i > 0) {
+			ck_assert_uint_ge(n.seen[i].ts_ns, n.seen[i - 1].ts_ns);
+		}
+		if (ats[i] >= 0) {
+			ck_assert_int_eq(n.seen[i].at_ms, ats[i]);
+		}
+	}
+	ck_assert_int_ge(n.seen[4].at_ms, lo);
+	ck_assert_int_le(n.seen[4].at_ms, hi);
+
+	ck_assert_uint_eq(t.nseen, 1);
+	ck_assert_str_eq(t.seen[0].topic, "token/x");
+	ck_assert_uint_eq(t.seen[0].seq, 1);
+	ck_assert_int_eq(t.seen[0].at_ms, 5678);
+
+	struct mb_bus_stats st;
+	mb_bus_stats(bus, &st);
+	ck_assert_uint_eq(st.published, 6);
+	ck_assert_uint_eq(st.handled, 6);
+	ck_assert_uint_eq(st.gaps, 0);
+	mb_bus_close(bus);
+	ck_assert_int_eq(n.inits, 1);
+	ck_assert_int_eq(n.terms, 1);
+	rec_fini(&n);
+	rec_fini(&t);
+}
+END_TEST
+
+/* Two matching prefixes: nng sub0 delivers once, and drain counts once. */
+START_TEST(test_prefix_once)
+{
+	mb_bus             *bus;
+	mb_pub             *pub;
+	struct rec          r;
+	struct mb_actor_ops ops;
+	struct mb_bus_stats st;
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	rec_init(&r, "a/", "a/b");
+	rec_start(bus, &r, &ops);
+	NUTS_PASS(mb_pub_alloc(bus, &pub));
+	publish_n(pub, "a/b/c", 100);
+	NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
+	ck_assert_uint_eq(r.handled, 100);
+	for (size_t i = 0; i < r.nseen; i++) {
+		ck_assert_uint_eq(r.seen[i].seq, i + 1);
+	}
+	mb_bus_stats(bus, &st);
+	ck_assert_uint_eq(st.handled, 100);
+	ck_assert_uint_eq(st.gaps, 0);
+	mb_bus_close(bus);
+	rec_fini(&r);
+}
+END_TEST
+
+/* Whatever is published right after mb_actor_start returns arrives. */
+START_TEST(test_start_connected)
+{
+	mb_bus *bus;
+	mb_pub *pub;
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	NUTS_PASS(mb_pub_alloc(bus, &pub));
+	for (int i = 0; i < 30; i++) {
+		struct rec          r;
+		struct mb_actor_ops ops;
+
+		rec_init(&r, "s/", NULL);
+		rec_start(bus, &r, &ops);
+		publish_n(pub, "s/x", 1);
+		NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
+		ck_assert_uint_eq(r.handled, 1);
+		ck_assert_uint_eq(r.seen[0].seq, (uint64_t) i + 1);
+		mb_actor_stop(r.actor);
+		ck_assert_int_eq(r.terms, 1);
+		rec_fini(&r);
+	}
+	mb_bus_close(bus);
+}
+END_TEST
+
+/* A stream that began before the actor started is picked up where it is,
+ * with no false gap; one published while no actor listened is not counted. */
+START_TEST(test_baseline)
+{
+	mb_bus             *bus;
+	mb_pub             *pub;
+	struct rec          r;
+	struct mb_actor_ops ops;
+	struct mb_bus_stats st;
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	NUTS_PASS(mb_pub_alloc(bus, &pub));
+	publish_n(pub, "t/x", 3);
+	NUTS_PASS(mb_bus_drain(bus, 0)); /* nobody was listening */
+	rec_init(&r, "t/", NULL);
+	rec_start(bus, &r, &ops);
+	publish_n(pub, "t/x", 2);
+	NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
+	ck_assert_uint_eq(r.handled, 2);
+	ck_assert_uint_eq(r.seen[0].seq, 4);
+	ck_assert_uint_eq(r.seen[1].seq, 5);
+	mb_bus_stats(bus, &st);
+	ck_assert_uint_eq(st.gaps, 0);
+	ck_assert_uint_eq(st.missed, 0);
+	mb_bus_close(bus);
+	rec_fini(&r);
+}
+END_TEST
+
+static void
+send_forged(mb_bus *bus, const char *wire_topic, const char *topic,
+    uint32_t publisher, uint64_t seq)
+{
+	mb_envelope env = MOBBUS__ENVELOPE__INIT;
+	uint8_t     buf[256];
+	size_t      tl = strlen(wire_topic);
+
+	env.topic     = (char *) topic;
+	env.publisher = publisher;
+	env.seq       = seq;
+	memcpy(buf, wire_topic, tl + 1);
+	ck_assert_uint_lt(mobbus__envelope__get_packed_size(&env),
+	    sizeof(buf) - tl - 1);
+	NUTS_PASS(mbi_bus_send_raw(bus, buf,
+	    tl + 1 + mobbus__envelope__pack(&env, buf + tl + 1)));
+}
+
+/* A hole in a stream from a publisher born after the actor is reported. */
+START_TEST(test_gap_report)
+{
+	mb_bus             *bus;
+	struct rec          r, w;
+	struct mb_actor_ops ro, wo;
+	struct mb_bus_stats st;
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	rec_init(&r, "g/", NULL);
+	rec_init(&w, "bus/", NULL);
+	rec_start(bus, &r, &ro);
+	rec_start(bus, &w, &wo);
+	send_forged(bus, "g/x", "g/x", 1000, 1);
+	send_forged(bus, "g/x", "g/x", 1000, 5);
+	send_forged(bus, "g/x", "g/x", 1000, 6);
+	NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
+	ck_assert_uint_eq(r.handled, 3);
+	ck_assert_uint_eq(w.nseen, 1);
+	ck_assert_str_eq(w.seen[0].topic, "bus/gap");
+	ck_assert_str_eq(w.seen[0].code, "gap");
+	ck_assert_uint_eq(w.seen[0].pub, mb_pub_id(mb_actor_pub(r.actor)));
+	ck_assert_uint_eq(w.seen[0].err_pub, 1000);
+	ck_assert_uint_eq(w.seen[0].missed, 3);
+	mb_bus_stats(bus, &st);
+	ck_assert_uint_eq(st.gaps, 1);
+	ck_assert_uint_eq(st.missed, 3);
+	mb_bus_close(bus);
+	rec_fini(&r);
+	rec_fini(&w);
+}
+END_TEST
+
+#define FLOOD 50000
+
+/*
+ * mb_publish never waits for a subscriber: two actors sit in handle() while
+ * the test publishes FLOOD envelopes to them. Then every envelope must be
+ * accounted for exactly, handled or reported lost.
+ */
+START_TEST(test_never_blocks)
+{
+	mb_bus             *bus;
+	mb_pub             *pub;
+	struct rec          s[2], w;
+	struct mb_actor_ops so[2], wo;
+	struct mb_bus_stats st;
+	int                 failed = 0;
+	uint64_t            total_missed = 0;
+	size_t              ngaps = 0;
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	for (int i = 0; i < 2; i++) {
+		rec_init(&s[i], "load/", NULL);
+		s[i].stall = true;
+		s[i].keep  = false;
+		rec_start(bus, &s[i], &so[i]);
+	}
+	rec_init(&w, "bus/", NULL);
+	rec_start(bus, &w, &wo);
+	NUTS_PASS(mb_pub_alloc(bus, &pub));
+
+	publish_n(pub, "load/x", 1);
+	rec_wait_entered(&s[0]);
+	rec_wait_entered(&s[1]);
+	for (int i = 1; i < FLOOD; i++) {
+		mb_envelope env = MOBBUS__ENVELOPE__INIT;
+
+		if (mb_publish(pub, "load/x", &env) != MB_OK) {
+			failed++;
+		}
+	}
+	ck_assert_int_eq(failed, 0);
+	/* Neither handler has returned: the loop never waited for them. */
+	for (int i = 0; i < 2; i++) {
+		pthread_mutex_lock(&s[i].mtx);
+		ck_assert(!s[i].released);
+		ck_assert_uint_eq(s[i].handled, 0);
+		pthread_mutex_unlock(&s[i].mtx);
+	}
+	NUTS_FAIL(mb_bus_drain(bus, 0), MB_ETIMEDOUT);
+
+	rec_release(&s[0]);
+	rec_release(&s[1]);
+	NUTS_PASS(mb_bus_drain(bus, 4 * WAIT_MS));
+
+	for (int i = 0; i < 2; i++) {
+		uint32_t id     = mb_pub_id(mb_actor_pub(s[i].actor));
+		uint64_t missed = 0;
+
+		for (size_t j = 0; j < w.nseen; j++) {
+			if (w.seen[j].pub == id &&
+			    strcmp(w.seen[j].code, "gap") == 0) {
+				ck_assert_uint_eq(w.seen[j].err_pub, mb_pub_id(pub));
+				missed += w.seen[j].missed;
+				ngaps++;
+			}
+		}
+		ck_assert_uint_gt(missed, 0);
+		ck_assert_uint_eq(s[i].handled + missed, FLOOD);
+		total_missed += missed;
+	}
+	mb_bus_stats(bus, &st);
+	ck_assert_uint_gt(st.gaps, 0);
+	ck_assert_uint_eq(st.gaps, ngaps);
+	ck_assert_uint_eq(st.missed, total_missed);
+	ck_assert_uint_eq(st.published, FLOOD + ngaps);
+	mb_bus_close(bus);
+	rec_fini(&s[0]);
+	rec_fini(&s[1]);
+	rec_fini(&w);
+}
+END_TEST
+
+/* Drain covers what handlers publish in turn. */
+START_TEST(test_drain_followups)
+{
+	mb_bus             *bus;
+	mb_pub             *pub;
+	struct rec          a, b;
+	struct mb_actor_ops ao, bo;
+	struct mb_bus_stats st;
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	rec_init(&a, "a/", NULL);
+	rec_init(&b, "b/", NULL);
+	a.keep      = false;
+	b.keep      = false;
+	a.republish = "b/x";
+	rec_start(bus, &a, &ao);
+	rec_start(bus, &b, &bo);
+	NUTS_PASS(mb_pub_alloc(bus, &pub));
+	publish_n(pub, "a/x", 2000);
+	NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
+	pthread_mutex_lock(&b.mtx);
+	ck_assert_uint_eq(b.handled, 2000);
+	pthread_mutex_unlock(&b.mtx);
+	ck_assert_int_eq(a.errors, 0);
+	mb_bus_stats(bus, &st);
+	ck_assert_uint_eq(st.gaps, 0);
+	ck_assert_uint_eq(st.handled, 4000);
+	ck_assert_uint_eq(st.published, 4000);
+	mb_bus_close(bus);
+	rec_fini(&a);
+	rec_fini(&b);
+}
+END_TEST
+
+START_TEST(test_drain_timeout)
+{
+	mb_bus             *bus;
+	mb_pub             *pub;
+	struct rec          r;
+	struct mb_actor_ops ops;
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	rec_init(&r, "d/", NULL);
+	r.stall = true;
+	rec_start(bus, &r, &ops);
+	NUTS_PASS(mb_pub_alloc(bus, &pub));
+	publish_n(pub, "d/x", 3);
+	rec_wait_entered(&r);
+	NUTS_FAIL(mb_bus_drain(bus, 20), MB_ETIMEDOUT);
+	rec_release(&r);
+	NUTS_PASS(mb_bus_drain(bus, -1));
+	ck_assert_uint_eq(r.handled, 3);
+	mb_bus_close(bus);
+	rec_fini(&r);
+}
+END_TEST
+
+/* Stopping an actor forgets what it still had pending. */
+START_TEST(test_stop_pending)
+{
+	mb_bus             *bus;
+	mb_pub             *pub;
+	struct rec          r;
+	struct mb_actor_ops ops;
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	rec_init(&r, "d/", NULL);
+	r.stall = true;
+	rec_start(bus, &r, &ops);
+	NUTS_PASS(mb_pub_alloc(bus, &pub));
+	publish_n(pub, "d/x", 10);
+	rec_wait_entered(&r);
+	NUTS_FAIL(mb_bus_drain(bus, 0), MB_ETIMEDOUT);
+	rec_release(&r);
+	mb_actor_stop(r.actor);
+	NUTS_PASS(mb_bus_drain(bus, 0));
+	ck_assert_int_eq(r.terms, 1);
+	mb_bus_close(bus);
+	rec_fini(&r);
+}
+END_TEST
+
+START_TEST(test_restart)
+{
+	mb_bus             *bus;
+	mb_pub             *pub;
+	struct rec          r, w;
+	struct mb_actor_ops ro, wo;
+	struct mb_bus_stats st;
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	rec_init(&r, "r/", NULL);
+	r.fail_on = 3;
+	rec_init(&w, "bus/", NULL);
+	rec_start(bus, &r, &ro);
+	rec_start(bus, &w, &wo);
+	NUTS_PASS(mb_pub_alloc(bus, &pub));
+	publish_n(pub, "r/x", 10);
+	NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
+
+	ck_assert_uint_eq(r.handled, 10); /* later messages still handled */
+	ck_assert_int_eq(r.inits, 2);
+	ck_assert_int_eq(r.terms, 1);
+	ck_assert_uint_eq(rec_count_code(&w, "handler_failed",
+	                      mb_pub_id(mb_actor_pub(r.actor))),
+	    1);
+	ck_assert_uint_eq(rec_count_code(&w, "restart_limit", 0), 0);
+	mb_bus_stats(bus, &st);
+	ck_assert_uint_eq(st.restarts, 1);
+	ck_assert_uint_eq(st.handled, 10 + w.handled);
+	mb_bus_close(bus);
+	ck_assert_int_eq(r.terms, 2);
+	rec_fini(&r);
+	rec_fini(&w);
+}
+END_TEST
+
+START_TEST(test_restart_limit)
+{
+	mb_bus             *bus;
+	mb_pub             *pub;
+	struct rec          r, w;
+	struct mb_actor_ops ro, wo;
+	struct mb_bus_stats st;
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	rec_init(&r, "r/", NULL);
+	r.fail_all     = true;
+	r.max_restarts = 2;
+	rec_init(&w, "bus/", NULL);
+	rec_start(bus, &r, &ro);
+	rec_start(bus, &w, &wo);
+	NUTS_PASS(mb_pub_alloc(bus, &pub));
+	publish_n(pub, "r/x", 10);
+	NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
+
+	/* Fails 1 and 2 restart; fail 3 is one more than max_restarts. */
+	ck_assert_uint_eq(r.handled, 3);
+	ck_assert_int_eq(r.inits, 3);
+	ck_assert_int_eq(r.terms, 3);
+	ck_assert_uint_eq(rec_count_code(&w, "handler_failed", 0), 3);
+	ck_assert_uint_eq(rec_count_code(&w, "restart_limit", 0), 1);
+	mb_bus_stats(bus, &st);
+	ck_assert_uint_eq(st.restarts, 2);
+
+	/* Stopped for good, but its mailbox still drains. */
+	publish_n(pub, "r/x", 5);
+	NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
+	ck_assert_uint_eq(r.handled, 3);
+	mb_bus_close(bus);
+	ck_assert_int_eq(r.terms, 3); /* not terminated twice */
+	rec_fini(&r);
+	rec_fini(&w);
+}
+END_TEST
+
+START_TEST(test_malformed)
+{
+	mb_bus             *bus;
+	mb_pub             *pub;
+	struct rec          r, w;
+	struct mb_actor_ops ro, wo;
+	static const char   junk[] = "x/bad\0\xff\xff\xff\xff\xff";
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	rec_init(&r, "x/", NULL);
+	rec_init(&w, "bus/", NULL);
+	rec_start(bus, &r, &ro);
+	rec_start(bus, &w, &wo);
+	NUTS_PASS(mb_pub_alloc(bus, &pub));
+
+	NUTS_PASS(mbi_bus_send_raw(bus, junk, sizeof(junk) - 1));
+	NUTS_PASS(mbi_bus_send_raw(bus, "x/no-nul-at-all", 15));
+	send_forged(bus, "x/wire", "x/other", 1000, 1); /* topics differ */
+	send_forged(bus, "x/zero", "x/zero", 1000, 0);  /* seq 0 */
+	publish_n(pub, "x/ok", 1);
+	NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
+
+	ck_assert_uint_eq(r.handled, 1);
+	ck_assert_str_eq(r.seen[0].topic, "x/ok");
+	ck_assert_uint_eq(rec_count_code(&w, "bad_envelope",
+	                      mb_pub_id(mb_actor_pub(r.actor))),
+	    4);
+	for (size_t i = 0; i < w.nseen; i++) {
+		ck_assert_str_eq(w.seen[i].topic, "bus/error");
+	}
+	mb_bus_close(bus);
+	rec_fini(&r);
+	rec_fini(&w);
+}
+END_TEST
+
+START_TEST(test_errors)
+{
+	mb_bus             *bus;
+	mb_pub             *pub;
+	mb_actor           *a;
+	mb_envelope         env = MOBBUS__ENVELOPE__INIT;
+	struct mb_bus_opts  big = { .size = sizeof(big), .sendbuf = 9000 };
+	struct mb_actor_ops bad = { .size = sizeof(bad), .name = "bad" };
+	char                longt[MBI_TOPIC_MAX + 1];
+
+	ck_assert_str_eq(mb_err_name(MB_ETOOLARGE), "payload_too_large");
+	ck_assert_str_eq(mb_err_name(MB_EPROTO), "bad_envelope");
+	ck_assert_str_eq(mb_err_name(MB_EGAP), "gap");
+	ck_assert_ptr_nonnull(mb_strerror(12345));
+	ck_assert_ptr_nonnull(mb_strerror(-1));
+	ck_assert_ptr_nonnull(mb_err_name(12345));
+	ck_assert_str_eq(mb_strerror(MB_OK), "ok");
+
+	NUTS_FAIL(mb_bus_open(&bus, &big), MB_EINVAL);
+	NUTS_FAIL(mb_bus_open(NULL, NULL), MB_EINVAL);
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	NUTS_PASS(mb_pub_alloc(bus, &pub));
+	NUTS_FAIL(mb_publish(pub, "", &env), MB_EINVAL);
+	NUTS_FAIL(mb_publish(pub, NULL, &env), MB_EINVAL);
+	NUTS_FAIL(mb_publish(pub, "a/", NULL), MB_EINVAL);
+	memset(longt, 'x', MBI_TOPIC_MAX);
+	longt[MBI_TOPIC_MAX] = '\0';
+	NUTS_FAIL(mb_publish(pub, longt, &env), MB_EINVAL);
+	longt[MBI_TOPIC_MAX - 1] = '\0';
+	NUTS_PASS(mb_publish(pub, longt, &env)); /* 63 bytes is fine */
+	NUTS_FAIL(mb_actor_start(bus, &bad, NULL, &a), MB_EINVAL);
+	NUTS_PASS(mb_publish_error(pub, MB_ETOOLARGE, "%s", "too big"));
+	mb_bus_close(bus); /* frees pub */
+	mb_bus_close(NULL);
+	mb_pub_free(NULL);
+	mb_actor_stop(NULL);
+}
+END_TEST
+
+static int
+fail_init_cb(mb_actor *a, void *arg, void **statep)
+{
+	(void) a;
+	(void) arg;
+	(void) statep;
+	return (MB_EDB);
+}
+
+/* init's own error comes back from mb_actor_start; nothing leaks. */
+START_TEST(test_init_fails)
+{
+	mb_bus             *bus;
+	mb_actor           *a = NULL;
+	const char         *topics[] = { "i/", NULL };
+	struct mb_actor_ops ops      = rec_ops;
+
+	ops.topics = topics;
+	ops.init   = fail_init_cb;
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	NUTS_FAIL(mb_actor_start(bus, &ops, NULL, &a), MB_EDB);
+	ck_assert_ptr_null(a);
+	mb_bus_close(bus);
+}
+END_TEST
+
+/* Closing the bus stops running actors and frees publishers left over. */
+START_TEST(test_close_running)
+{
+	mb_bus             *bus;
+	mb_pub             *p1, *p2;
+	struct rec          r1, r2;
+	struct mb_actor_ops o1, o2;
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	rec_init(&r1, "c/", NULL);
+	rec_init(&r2, "", NULL); /* everything */
+	rec_start(bus, &r1, &o1);
+	rec_start(bus, &r2, &o2);
+	NUTS_PASS(mb_pub_alloc(bus, &p1));
+	NUTS_PASS(mb_pub_alloc(bus, &p2));
+	publish_n(p1, "c/x", 100);
+	publish_n(p2, "z/x", 100);
+	mb_bus_close(bus);
+	ck_assert_int_eq(r1.terms, 1);
+	ck_assert_int_eq(r2.terms, 1);
+	rec_fini(&r1);
+	rec_fini(&r2);
+}
+END_TEST
+
+static Suite *
+bus_suite(void)
+{
+	Suite *s = suite_create("bus");
+	struct {
+		const char *name;
+		const TTest *fn;
+		double      timeout;
+	} cases[] = {
+		{ "roundtrip", test_roundtrip, 30 },
+		{ "prefix_once", test_prefix_once, 30 },
+		{ "start_connected", test_start_connected, 60 },
+		{ "baseline", test_baseline, 30 },
+		{ "gap_report", test_gap_report, 30 },
+		{ "never_blocks", test_never_blocks, 300 },
+		{ "drain_followups", test_drain_followups, 60 },
+		{ "drain_timeout", test_drain_timeout, 30 },
+		{ "stop_pending", test_stop_pending, 30 },
+		{ "restart", test_restart, 30 },
+		{ "restart_limit", test_restart_limit, 30 },
+		{ "malformed", test_malformed, 30 },
+		{ "errors", test_errors, 30 },
+		{ "init_fails", test_init_fails, 30 },
+		{ "close_running", test_close_running, 30 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		TCase *tc = tcase_create(cases[i].name);
+
+		tcase_set_timeout(tc, cases[i].timeout);
+		tcase_add_test(tc, cases[i].fn);
+		suite_add_tcase(s, tc);
+	}
+	return (s);
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(bus_suite());
+	int      failed;
+
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+}
