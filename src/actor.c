@@ -13,7 +13,7 @@
  *
  * Each envelope is settled exactly once with the bus (see bus.h): handed to
  * the handler, discarded after the restart limit, rejected as malformed, or
- * counted lost when a later sequence number shows a hole. A handler that
+ * counted lost when a later sequence number or a drain probe shows a hole. A handler that
  * fails is terminated and initialised again; too many failures within the
  * window stop it for good, but the mailbox keeps draining so that
  * mb_bus_drain still returns.
@@ -66,8 +66,11 @@ actor_now_ms(void)
 	return (mbi_mono_ns() / 1000000u);
 }
 
+/* actor_lost - k envelopes of (pub, topic) up to seq are gone: report them
+ * on "bus/gap" and settle them with d. */
 static void
-actor_report_gap(mb_actor *a, const mb_envelope *env, uint64_t k)
+actor_lost(mb_actor *a, uint32_t pub, const char *topic, uint64_t seq,
+    uint64_t k, struct mbi_done *d)
 {
 	Mobbus__BusError be  = MOBBUS__BUS_ERROR__INIT;
 	mb_envelope      gap = MOBBUS__ENVELOPE__INIT;
@@ -75,15 +78,18 @@ actor_report_gap(mb_actor *a, const mb_envelope *env, uint64_t k)
 
 	snprintf(msg, sizeof(msg),
 	    "actor %.40s: %" PRIu64 " envelopes lost on %s from publisher "
-	    "%" PRIu32 " before seq %" PRIu64,
-	    a->a_name, k, env->topic, env->publisher, env->seq);
+	    "%" PRIu32 ", seq %" PRIu64 "..%" PRIu64,
+	    a->a_name, k, topic, pub, seq - k + 1, seq);
 	be.code       = (char *) mb_err_name(MB_EGAP);
 	be.message    = msg;
-	be.publisher  = env->publisher;
+	be.publisher  = pub;
 	be.missed     = k;
 	gap.body_case = MOBBUS__ENVELOPE__BODY_ERROR;
 	gap.error     = &be;
 	(void) mb_publish(a->a_pub, "bus/gap", &gap);
+	d->gaps++;
+	d->missed += k;
+	d->settled += k;
 }
 
 /*
@@ -96,36 +102,56 @@ static bool
 actor_track(mb_actor *a, const mb_envelope *env, struct mbi_done *d)
 {
 	uint64_t *last;
-	uint64_t  k;
 
-	last = mbi_seqtab_get(&a->a_last, env->publisher, env->topic, false);
+	/* A stream missing from the registration snapshot began after it. */
+	last = mbi_seqtab_get(&a->a_last, env->publisher, env->topic, true);
 	if (last == NULL) {
-		/* Not in the registration snapshot. A publisher that already
-		 * existed then but has no marker was freed before it: all it
-		 * sent predates us. Otherwise the stream starts at seq 1. */
-		if (env->publisher < a->a_sub.s_pub_hi &&
-		    mbi_seqtab_get(&a->a_last, env->publisher, "", false) ==
-		        NULL) {
-			return (false);
-		}
-		last = mbi_seqtab_get(
-		    &a->a_last, env->publisher, env->topic, true);
-		if (last == NULL) {
-			return (true); /* no memory to track it: just deliver */
-		}
+		return (true); /* no memory to track it: just deliver */
 	}
 	if (env->seq <= *last) {
 		return (false);
 	}
-	k     = env->seq - *last - 1;
-	*last = env->seq;
-	if (k > 0) {
-		d->gaps++;
-		d->missed += k;
-		d->settled += k;
-		actor_report_gap(a, env, k);
+	if (env->seq > *last + 1) {
+		actor_lost(a, env->publisher, env->topic, env->seq - 1,
+		    env->seq - *last - 1, d);
 	}
+	*last = env->seq;
 	return (true);
+}
+
+/* actor_probe - everything sent before this probe has arrived or is lost:
+ * settle what the bus's snapshot has and we never saw. */
+static void
+actor_probe(mb_actor *a, const uint8_t *buf)
+{
+	struct mbi_seqtab snap = { 0 };
+	struct mbi_done   d    = { 0 };
+	uint64_t          gen  = 0;
+
+	for (int i = 0; i < 8; i++) {
+		gen |= (uint64_t) buf[1 + i] << (8 * i);
+	}
+	if (!mbi_bus_probe_take(a->a_bus, &a->a_sub, gen, &snap)) {
+		return; /* not for us, or a newer probe follows */
+	}
+	for (size_t i = 0; i < snap.t_cap; i++) {
+		struct mbi_seqent *e = &snap.t_ents[i];
+		uint64_t          *last;
+
+		if (!e->e_used) {
+			continue;
+		}
+		last = mbi_seqtab_get(&a->a_last, e->e_pub, e->e_topic, true);
+		if (last != NULL && *last < e->e_seq) {
+			actor_lost(a, e->e_pub, e->e_topic, e->e_seq,
+			    e->e_seq - *last, &d);
+			*last = e->e_seq;
+		}
+	}
+	mbi_seqtab_fini(&snap);
+	if (d.settled > 0) {
+		mbi_bus_done(a->a_bus, &a->a_sub, &d);
+	}
 }
 
 /* actor_note_failure - remember a failure now; true if it is one more than
@@ -208,6 +234,10 @@ actor_deliver(mb_actor *a, const uint8_t *buf, size_t len)
 	size_t          tlen;
 	int             rv;
 
+	if (len == MBI_PROBE_LEN && buf[0] == '\0') {
+		actor_probe(a, buf);
+		return;
+	}
 	nul = memchr(buf, '\0', len < MBI_TOPIC_MAX ? len : MBI_TOPIC_MAX);
 	if (nul == NULL || nul == buf) {
 		goto bad;
@@ -300,6 +330,11 @@ actor_mailbox(mb_actor *a)
 	a->a_sock_open = true;
 	if ((rv = nng_socket_set_int(a->a_sock, NNG_OPT_RECVBUF,
 	         (int) mbi_bus_recvbuf(a->a_bus))) != 0) {
+		return (rv);
+	}
+	/* Probes: no topic starts with NUL, so nothing else matches this. */
+	if ((rv = nng_socket_set(a->a_sock, NNG_OPT_SUB_SUBSCRIBE, "", 1)) !=
+	    0) {
 		return (rv);
 	}
 	for (t = a->a_ops.topics; t != NULL && *t != NULL; t++) {

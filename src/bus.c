@@ -25,6 +25,11 @@
  * A publisher's p_seq is written with both p_mtx and b_mtx held, so either
  * lock is enough to read it. b_clock_ms is atomic. No lock is held while
  * actor callbacks run.
+ *
+ * MEMORY
+ * A freed publisher leaves its last sequence number per topic behind in
+ * b_retired until the bus closes, so that a registration or probe snapshot
+ * still knows where its streams ended: bytes grow with publishers x topics.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -42,6 +47,7 @@
 #define BUS_DEFAULT_BUF 8192
 #define BUS_MAX_BUF 8192 /* nng's own limit for SENDBUF/RECVBUF */
 #define BUS_PIPE_WAIT_MS 10000
+#define BUS_PROBE_MS 20 /* drain probes after this long without progress */
 
 struct mb_pub {
 	mb_bus           *p_bus;
@@ -67,10 +73,15 @@ struct mb_bus {
 	uint64_t             b_inflight;
 	uint64_t             b_pipes; /* PUB pipes attached so far */
 	uint32_t             b_next_pub;
+	uint64_t             b_probe_gen;
+	struct mbi_seqtab    b_retired; /* (id, topic): freed publishers' last
+	                                 * seq, for snapshots */
 	struct mb_bus_stats  b_stats;
 	struct mbi_sub      *b_subs;
 	struct mb_pub       *b_pubs;
 };
+
+static void bus_probe(mb_bus *bus);
 
 /* ---- sequence tables ---------------------------------------------------- */
 
@@ -250,6 +261,25 @@ bus_settle(mb_bus *bus, uint64_t n)
 	}
 }
 
+/* bus_send_locked - send a copy of buf, unstamped. b_mtx held. */
+static int
+bus_send_locked(mb_bus *bus, const void *buf, size_t len)
+{
+	nng_msg *msg;
+	int      rv;
+
+	if (nng_msg_alloc(&msg, len) != 0) {
+		return (MB_ENOMEM);
+	}
+	if (len > 0) {
+		memcpy(nng_msg_body(msg), buf, len);
+	}
+	if ((rv = nng_sendmsg(bus->b_sock, msg, NNG_FLAG_NONBLOCK)) != 0) {
+		nng_msg_free(msg);
+	}
+	return (bus_nng_err(rv));
+}
+
 static void
 bus_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 {
@@ -271,6 +301,7 @@ bus_free(mb_bus *bus)
 	if (bus->b_sock_open) {
 		nng_close(bus->b_sock);
 	}
+	mbi_seqtab_fini(&bus->b_retired);
 	pthread_cond_destroy(&bus->b_pipe_cv);
 	pthread_cond_destroy(&bus->b_drain_cv);
 	pthread_mutex_destroy(&bus->b_mtx);
@@ -388,23 +419,40 @@ mb_bus_now_ms(mb_bus *bus)
 int
 mb_bus_drain(mb_bus *bus, int timeout_ms)
 {
-	uint64_t deadline;
+	uint64_t now      = mbi_mono_ns();
+	uint64_t deadline = now + (uint64_t) (timeout_ms < 0 ? 0 : timeout_ms) *
+	    1000000u;
+	uint64_t probe_at = now + BUS_PROBE_MS * 1000000u;
+	uint64_t seen;
 	int      rv = MB_OK;
 
 	if (bus == NULL) {
 		return (MB_EINVAL);
 	}
-	deadline = mbi_mono_ns() + (uint64_t) (timeout_ms < 0 ? 0 : timeout_ms) *
-	    1000000u;
 	pthread_mutex_lock(&bus->b_mtx);
+	seen = bus->b_inflight;
 	while (bus->b_inflight > 0) {
-		if (timeout_ms < 0) {
-			pthread_cond_wait(&bus->b_drain_cv, &bus->b_mtx);
-		} else if (bus_wait_until(bus, &bus->b_drain_cv, deadline) ==
-		        ETIMEDOUT &&
-		    bus->b_inflight > 0) {
+		uint64_t until = probe_at;
+
+		if (timeout_ms >= 0 && deadline < until) {
+			until = deadline;
+		}
+		(void) bus_wait_until(bus, &bus->b_drain_cv, until);
+		if (bus->b_inflight == 0) {
+			break;
+		}
+		now = mbi_mono_ns();
+		if (timeout_ms >= 0 && now >= deadline) {
 			rv = MB_ETIMEDOUT;
 			break;
+		}
+		if (now >= probe_at) {
+			/* Stuck: maybe only lost tails are left. */
+			if (bus->b_inflight == seen) {
+				bus_probe(bus);
+			}
+			seen     = bus->b_inflight;
+			probe_at = now + BUS_PROBE_MS * 1000000u;
 		}
 	}
 	pthread_mutex_unlock(&bus->b_mtx);
@@ -425,34 +473,99 @@ mbi_bus_recvbuf(const mb_bus *bus)
 	return (bus->b_recvbuf);
 }
 
-/* bus_snapshot - give s the last seq of every live publisher on every topic
- * it matches, and a ("") marker per live publisher. b_mtx held. */
+/* bus_snapshot_add - set (id, topic) in tab to seq if the topic matches. */
 static int
-bus_snapshot(mb_bus *bus, struct mbi_sub *s)
+bus_snapshot_add(struct mbi_seqtab *tab, const char *const *topics,
+    uint32_t id, const struct mbi_seqent *e)
 {
-	for (mb_pub *p = bus->b_pubs; p != NULL; p = p->p_next) {
-		if (mbi_seqtab_get(s->s_last, p->p_id, "", true) == NULL) {
-			return (MB_ENOMEM);
-		}
-		for (size_t i = 0; i < p->p_seq.t_cap; i++) {
-			struct mbi_seqent *e = &p->p_seq.t_ents[i];
-			uint64_t          *last;
+	uint64_t *slot;
 
-			if (!e->e_used || e->e_seq == 0 ||
-			    !mbi_bus_match(s->s_topics, e->e_topic,
-			        strlen(e->e_topic))) {
-				continue;
+	if (!e->e_used || e->e_seq == 0 ||
+	    !mbi_bus_match(topics, e->e_topic, strlen(e->e_topic))) {
+		return (MB_OK);
+	}
+	if ((slot = mbi_seqtab_get(tab, id, e->e_topic, true)) == NULL) {
+		return (MB_ENOMEM);
+	}
+	*slot = e->e_seq;
+	return (MB_OK);
+}
+
+/* bus_snapshot - put into tab the last seq of every stream, from live and
+ * retired publishers, whose topic matches topics. b_mtx held. */
+static int
+bus_snapshot(mb_bus *bus, const char *const *topics, struct mbi_seqtab *tab)
+{
+	const struct mbi_seqtab *r = &bus->b_retired;
+	int                      rv;
+
+	for (mb_pub *p = bus->b_pubs; p != NULL; p = p->p_next) {
+		for (size_t i = 0; i < p->p_seq.t_cap; i++) {
+			rv = bus_snapshot_add(
+			    tab, topics, p->p_id, &p->p_seq.t_ents[i]);
+			if (rv != MB_OK) {
+				return (rv);
 			}
-			last = mbi_seqtab_get(s->s_last, p->p_id, e->e_topic,
-			    true);
-			if (last == NULL) {
-				return (MB_ENOMEM);
-			}
-			*last = e->e_seq;
 		}
 	}
-	s->s_pub_hi = bus->b_next_pub;
+	for (size_t i = 0; i < r->t_cap; i++) {
+		rv = bus_snapshot_add(
+		    tab, topics, r->t_ents[i].e_pub, &r->t_ents[i]);
+		if (rv != MB_OK) {
+			return (rv);
+		}
+	}
 	return (MB_OK);
+}
+
+/* bus_probe - snapshot the streams of every actor that still owes
+ * envelopes, then send one probe behind everything sent so far. b_mtx held;
+ * a failure only means no probe this time. */
+static void
+bus_probe(mb_bus *bus)
+{
+	uint8_t  buf[MBI_PROBE_LEN];
+	uint64_t gen = ++bus->b_probe_gen;
+	bool     any = false;
+
+	for (struct mbi_sub *s = bus->b_subs; s != NULL; s = s->s_next) {
+		mbi_seqtab_fini(&s->s_probe);
+		s->s_probe_gen = 0;
+		if (s->s_pending == 0) {
+			continue;
+		}
+		if (bus_snapshot(bus, s->s_topics, &s->s_probe) != MB_OK) {
+			mbi_seqtab_fini(&s->s_probe);
+			continue;
+		}
+		s->s_probe_gen = gen;
+		any            = true;
+	}
+	if (!any) {
+		return;
+	}
+	buf[0] = '\0';
+	for (int i = 0; i < 8; i++) {
+		buf[1 + i] = (uint8_t) (gen >> (8 * i));
+	}
+	(void) bus_send_locked(bus, buf, sizeof(buf));
+}
+
+bool
+mbi_bus_probe_take(
+    mb_bus *bus, struct mbi_sub *s, uint64_t gen, struct mbi_seqtab *out)
+{
+	bool ok;
+
+	pthread_mutex_lock(&bus->b_mtx);
+	ok = gen != 0 && s->s_probe_gen == gen;
+	if (ok) {
+		*out           = s->s_probe;
+		s->s_probe_gen = 0;
+		memset(&s->s_probe, 0, sizeof(s->s_probe));
+	}
+	pthread_mutex_unlock(&bus->b_mtx);
+	return (ok);
 }
 
 int
@@ -487,7 +600,8 @@ mbi_bus_connect(mb_bus *bus, nng_socket sock, struct mbi_sub *s)
 		rv = MB_ETRANSPORT;
 	} else if (bus->b_closing) {
 		rv = MB_ECLOSED;
-	} else if ((rv = bus_snapshot(bus, s)) == MB_OK) {
+	} else if ((rv = bus_snapshot(bus, s->s_topics, s->s_last)) ==
+	    MB_OK) {
 		s->s_pending = 0;
 		s->s_prev    = NULL;
 		s->s_next    = bus->b_subs;
@@ -516,6 +630,8 @@ mbi_bus_detach(mb_bus *bus, struct mbi_sub *s)
 	s->s_next = s->s_prev = NULL;
 	bus_settle(bus, s->s_pending);
 	s->s_pending = 0;
+	mbi_seqtab_fini(&s->s_probe);
+	s->s_probe_gen = 0;
 	pthread_mutex_unlock(&bus->b_mtx);
 }
 
@@ -592,7 +708,19 @@ mb_pub_free(mb_pub *pub)
 	if (pub->p_next != NULL) {
 		pub->p_next->p_prev = pub->p_prev;
 	}
-	/* The table may be read under b_mtx alone (registrations). */
+	/* Where its streams ended stays known to later snapshots. If that
+	 * runs out of memory, a straggler of this publisher that reaches a
+	 * later actor only looks like a hole to it. */
+	for (size_t i = 0; i < pub->p_seq.t_cap; i++) {
+		struct mbi_seqent *e = &pub->p_seq.t_ents[i];
+		uint64_t          *slot;
+
+		if (e->e_used && e->e_seq > 0 &&
+		    (slot = mbi_seqtab_get(&bus->b_retired, pub->p_id,
+		         e->e_topic, true)) != NULL) {
+			*slot = e->e_seq;
+		}
+	}
 	mbi_seqtab_fini(&pub->p_seq);
 	pthread_mutex_unlock(&bus->b_mtx);
 
@@ -687,29 +815,21 @@ mb_publish(mb_pub *pub, const char *topic, mb_envelope *env)
 int
 mbi_bus_send_raw(mb_bus *bus, const void *buf, size_t len)
 {
-	nng_msg *msg;
 	uint64_t n;
 	int      rv;
 
 	if (bus == NULL || (buf == NULL && len > 0)) {
 		return (MB_EINVAL);
 	}
-	if (nng_msg_alloc(&msg, len) != 0) {
-		return (MB_ENOMEM);
-	}
-	if (len > 0) {
-		memcpy(nng_msg_body(msg), buf, len);
-	}
 	pthread_mutex_lock(&bus->b_mtx);
 	n = bus_count(bus, buf, len, true);
 	bus->b_inflight += n;
-	if ((rv = nng_sendmsg(bus->b_sock, msg, NNG_FLAG_NONBLOCK)) != 0) {
-		nng_msg_free(msg);
+	if ((rv = bus_send_locked(bus, buf, len)) != MB_OK) {
 		(void) bus_count(bus, buf, len, false);
 		bus_settle(bus, n);
 	}
 	pthread_mutex_unlock(&bus->b_mtx);
-	return (bus_nng_err(rv));
+	return (rv);
 }
 
 /* utf8_trim - cut a multi-byte sequence that truncation left unfinished at

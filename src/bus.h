@@ -9,10 +9,21 @@
  * topic (at most once each), adds one to each one's s_pending and the total
  * to the bus's inflight counter, commits the sequence number and sends. An
  * actor settles each envelope once: handled, discarded, malformed, or counted
- * lost inside a sequence gap (mbi_bus_done). Because a registration snapshots
- * every live publisher's last sequence numbers under that same lock, exactly
- * the envelopes with a higher seq were counted for the new actor; anything
- * older that still arrives is dropped unsettled and unhandled.
+ * lost inside a sequence gap (mbi_bus_done). A registration snapshots the
+ * last sequence number of every stream it matches, from live and from freed
+ * ("retired") publishers, under that same lock: exactly the envelopes with a
+ * higher seq were counted for the new actor, and anything older that still
+ * arrives is dropped unsettled and unhandled.
+ *
+ * PROBES
+ * A pipe's queue is shared by every stream, and pub0 drops its oldest entry,
+ * so the tail of one stream can vanish with no later envelope on that stream
+ * to show the hole. When mb_bus_drain sees no progress it sends a probe: a
+ * message "\0" + 8-byte generation that every mailbox subscribes to (a topic
+ * never starts with NUL), after snapshotting, for each actor still owing
+ * envelopes, the last seq of each of its streams. Pipes are FIFO, so when an
+ * actor reads the probe everything sent before it has arrived or is gone, and
+ * whatever of the snapshot it has not seen is lost: it reports and settles it.
  */
 #ifndef MOBBUS_BUS_H
 #define MOBBUS_BUS_H
@@ -59,9 +70,9 @@ struct mbi_sub {
 	const char *const *s_topics; /* the actor's prefixes */
 	mb_actor          *s_actor;
 	uint64_t           s_pending; /* counted, not yet settled; bus lock */
-	uint32_t           s_pub_hi;  /* first publisher id allocated after
-	                               * registration */
 	struct mbi_seqtab *s_last; /* gets the registration snapshot */
+	struct mbi_seqtab  s_probe; /* snapshot for probe s_probe_gen; bus lock */
+	uint64_t           s_probe_gen;
 };
 
 /* What one delivery settled, for mbi_bus_done. */
@@ -76,7 +87,7 @@ struct mbi_done {
 /*
  * mbi_bus_connect - dial sock (a SUB socket with its subscriptions set) to
  * the bus, wait until the PUB side has attached the pipe, then register s
- * (snapshotting the live publishers' sequence numbers into s->s_last).
+ * (snapshotting the sequence numbers of its streams into s->s_last).
  * Actor starts are serialised here. Errors: MB_ECLOSED, MB_ETRANSPORT,
  * MB_ENOMEM. On error s is not registered (sock may be dialed).
  */
@@ -87,6 +98,16 @@ void mbi_bus_detach(mb_bus *bus, struct mbi_sub *s);
 
 /* mbi_bus_done - settle d->settled envelopes of s and add to the stats. */
 void mbi_bus_done(mb_bus *bus, struct mbi_sub *s, const struct mbi_done *d);
+
+/* A probe: NUL, then the generation as 8 bytes little-endian. */
+#define MBI_PROBE_LEN 9
+
+/*
+ * mbi_bus_probe_take - if gen is the probe s has a snapshot for, move that
+ * snapshot into *out (the caller finis it) and return true.
+ */
+bool mbi_bus_probe_take(
+    mb_bus *bus, struct mbi_sub *s, uint64_t gen, struct mbi_seqtab *out);
 
 /* mbi_bus_recvbuf - the SUB queue depth from the bus options. */
 unsigned mbi_bus_recvbuf(const mb_bus *bus);

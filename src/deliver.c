@@ -20,12 +20,16 @@
 
 #include "deliver.h"
 #include "mobbus.h"
+#include "store.h"
 
 #define HASH_WINDOW_MS (10 * 60 * 1000)
 
 static const char *const deliver_topics[] = { "notify/", MB_TOPIC_TOKEN,
 	MB_TOPIC_LIFECYCLE, MB_TOPIC_WAKE, "conn/net", MB_TOPIC_CMD,
 	MB_TOPIC_TIME, NULL };
+
+static void persist_str(struct mbi_deliver *d, enum mbi_op_kind kind,
+    const char *s1, const char *s2, int64_t i1, int64_t i2, int64_t i3);
 
 /* Deep copy of an envelope through its wire form. */
 static mb_envelope *
@@ -140,21 +144,120 @@ identity_resolve(struct mbi_deliver *d, const Mobbus__Notification *n,
 	slot->first_at = now;
 	slot->generation = generation;
 	slot->by_hash = *n->id == '\0' && *n->request_id == '\0';
+	persist_str(d, MBI_OP_SEEN, slot->hash, slot->id, now, slot->by_hash,
+	    generation);
 	return MB_OK;
 }
 
-/* Hand env to the consumer now, or queue it until one subscribes. The
- * envelope is taken over. */
+static int
+is_notification(const mb_envelope *env)
+{
+	return env->body_case == MOBBUS__ENVELOPE__BODY_NOTIFICATION &&
+	    env->notification->presentation !=
+	    MOBBUS__NOTIFICATION__PRESENTATION__BACKGROUND;
+}
+
+/* Outbox writes; each a no-op without a store. */
+static void
+persist_out(struct mbi_deliver *d, enum mbi_op_kind kind, int64_t seq,
+    int state, const char *topic, const mb_envelope *env)
+{
+	struct mbi_op *op;
+
+	if (d->store == NULL || seq == 0 || (op = mbi_op_new(kind)) == NULL)
+		return;
+	op->i1 = seq;
+	op->i2 = state;
+	if (topic != NULL)
+		op->s1 = strdup(topic);
+	if (env != NULL && env->body_case == MOBBUS__ENVELOPE__BODY_NOTIFICATION)
+		op->s2 = strdup(env->notification->id);
+	if (env != NULL)
+		(void)mbi_op_blob(op, env);
+	mbi_store_submit(d->store, op);
+}
+
+static void
+persist_note(struct mbi_deliver *d, const struct mbi_note *n,
+    const char *collapse_id, int64_t at)
+{
+	struct mbi_op *op;
+
+	if (d->store == NULL || (op = mbi_op_new(MBI_OP_NOTE)) == NULL)
+		return;
+	op->s1 = strdup(n->id);
+	op->s2 = collapse_id && *collapse_id ? strdup(collapse_id) : NULL;
+	op->i1 = n->arrival;
+	op->i2 = n->tap;
+	op->i3 = at;
+	mbi_store_submit(d->store, op);
+}
+
+static void
+persist_str(struct mbi_deliver *d, enum mbi_op_kind kind, const char *s1,
+    const char *s2, int64_t i1, int64_t i2, int64_t i3)
+{
+	struct mbi_op *op;
+
+	if (d->store == NULL || (op = mbi_op_new(kind)) == NULL)
+		return;
+	op->s1 = s1 ? strdup(s1) : NULL;
+	op->s2 = s2 ? strdup(s2) : NULL;
+	op->i1 = i1;
+	op->i2 = i2;
+	op->i3 = i3;
+	mbi_store_submit(d->store, op);
+}
+
+/*
+ * Hand one message to the consumer. A notification under manual ack stays
+ * in the unacked list (and in the outbox as handed) until its ack; anything
+ * else is done with. Takes over o->env.
+ */
+static void
+hand(struct mbi_deliver *d, struct mbi_out *o, int queued)
+{
+	mb_envelope *env = o->env;
+	int keep = d->manual_ack && is_notification(env) &&
+	    d->nunacked < MBI_UNACKED_MAX;
+
+	if (is_notification(env)) {
+		env->notification->redelivered = o->earlier;
+		persist_str(d, MBI_OP_DELIVERED, env->notification->id, NULL,
+		    env->at_ms, o->earlier, 0);
+	}
+	(void)mb_publish(d->pub, o->topic, env);
+	if (keep) {
+		struct mbi_out *u = &d->unacked[d->nunacked++];
+		*u = *o;
+		u->earlier = 0;
+		if (queued)
+			persist_out(d, MBI_OP_OUT_SET, o->seq, MBI_OUT_HANDED,
+			    NULL, NULL);
+		else
+			persist_out(d, MBI_OP_OUT_ADD, o->seq, MBI_OUT_HANDED,
+			    o->topic, env);
+		return;
+	}
+	if (queued)
+		persist_out(d, MBI_OP_OUT_DEL, o->seq, 0, NULL, NULL);
+	mobbus__envelope__free_unpacked(env, NULL);
+}
+
+/*
+ * Hand env to the consumer now, or queue it (in order, durably when persist
+ * is set) until one subscribes. Takes over env.
+ */
 static int
 out_put(struct mbi_deliver *d, const char *topic, mb_envelope *env,
-    int force_queue)
+    int force_queue, int persist)
 {
-	int rv = MB_OK;
+	struct mbi_out o = { .seq = persist ? d->next_seq++ : 0, .env = env };
 
+	snprintf(o.topic, sizeof(o.topic), "%s", topic);
 	if (d->consumer_up && !force_queue && d->nqueue == 0) {
-		rv = mb_publish(d->pub, topic, env);
-		mobbus__envelope__free_unpacked(env, NULL);
-		return rv;
+		hand(d, &o, 0);
+		return MB_OK;
 	}
 	if (d->nqueue == d->capqueue) {
 		size_t cap = d->capqueue ? d->capqueue * 2 : 32;
@@ -166,19 +269,37 @@ out_put(struct mbi_deliver *d, const char *topic, mb_envelope *env,
 		d->queue = nq;
 		d->capqueue = cap;
 	}
-	snprintf(d->queue[d->nqueue].topic, sizeof(d->queue[0].topic), "%s",
-	    topic);
-	d->queue[d->nqueue++].env = env;
-	return rv;
+	d->queue[d->nqueue++] = o;
+	persist_out(d, MBI_OP_OUT_ADD, o.seq, MBI_OUT_WAITING, topic, env);
+	return MB_OK;
 }
 
+/*
+ * The consumer is up: hand what an earlier process handed and nobody
+ * acknowledged (again, redelivered), then everything waiting, in the order
+ * it was stored.
+ */
 static void
 flush_queue(struct mbi_deliver *d)
 {
-	for (size_t i = 0; i < d->nqueue; i++) {
-		mb_envelope *env = d->queue[i].env;
-		(void)mb_publish(d->pub, d->queue[i].topic, env);
-		mobbus__envelope__free_unpacked(env, NULL);
+	size_t qi = 0;
+
+	for (;;) {
+		struct mbi_out *earliest = NULL;
+		for (size_t i = 0; i < d->nunacked; i++)
+			if (d->unacked[i].earlier &&
+			    (earliest == NULL || d->unacked[i].seq < earliest->seq))
+				earliest = &d->unacked[i];
+		if (earliest != NULL &&
+		    (qi == d->nqueue || earliest->seq < d->queue[qi].seq)) {
+			struct mbi_out o = *earliest;
+			*earliest = d->unacked[--d->nunacked];
+			hand(d, &o, 1);
+			continue;
+		}
+		if (qi == d->nqueue)
+			break;
+		hand(d, &d->queue[qi++], 1);
 	}
 	d->nqueue = 0;
 }
@@ -220,7 +341,7 @@ effect_send(struct mbi_deliver *d, mb_envelope *env, const char *topic)
 	if (d->nqueue > 0 && !d->consumer_up) {
 		mb_envelope *copy = env_dup(env);
 		if (copy != NULL)
-			out_put(d, topic, copy, 1);
+			out_put(d, topic, copy, 1, 0);
 	} else {
 		(void)mb_publish(d->pub, topic, env);
 	}
@@ -317,7 +438,7 @@ fire_timers(struct mbi_deliver *d, int64_t now)
 }
 
 /* Find a queued, not yet handed tap of this id. */
-static Mobbus__Notification *
+static struct mbi_out *
 queued_tap(struct mbi_deliver *d, const char *id)
 {
 	for (size_t i = 0; i < d->nqueue; i++) {
@@ -326,20 +447,9 @@ queued_tap(struct mbi_deliver *d, const char *id)
 		    e->notification->presentation ==
 		        MOBBUS__NOTIFICATION__PRESENTATION__TAP &&
 		    strcmp(e->notification->id, id) == 0)
-			return e->notification;
+			return &d->queue[i];
 	}
 	return NULL;
-}
-
-static void
-remember_unacked(struct mbi_deliver *d, const mb_envelope *env)
-{
-	mb_envelope *copy;
-
-	if (!d->manual_ack || d->nunacked >= MBI_UNACKED_MAX)
-		return;
-	if ((copy = env_dup(env)) != NULL)
-		d->unacked[d->nunacked++] = copy;
 }
 
 static int
@@ -361,7 +471,8 @@ on_notification(struct mbi_deliver *d, const mb_envelope *in, const char *topic)
 		w = window_add(d, 0, n->push_id, id, in->at_ms + n->budget_ms);
 	if (tap) {
 		if (note->tap) {
-			Mobbus__Notification *q = queued_tap(d, id);
+			struct mbi_out *o = queued_tap(d, id);
+			Mobbus__Notification *q = o ? o->env->notification : NULL;
 			/* A later copy of a tap still waiting gives its action
 			 * (reading 5). */
 			if (q != NULL && n->action_or_null_case ==
@@ -372,10 +483,13 @@ on_notification(struct mbi_deliver *d, const mb_envelope *in, const char *topic)
 				pb_str_set(&q->action, n->action);
 				q->action_or_null_case =
 				    MOBBUS__NOTIFICATION__ACTION_OR_NULL_ACTION;
+				persist_out(d, MBI_OP_OUT_SET, o->seq,
+				    MBI_OUT_WAITING, NULL, o->env);
 			}
 			return MB_OK;
 		}
 		note->tap = 1;
+		persist_note(d, note, n->collapse_id, in->at_ms);
 	} else {
 		if (note->arrival) {
 			/* Already handed as an arrival: this copy adds nothing,
@@ -385,12 +499,12 @@ on_notification(struct mbi_deliver *d, const mb_envelope *in, const char *topic)
 			return MB_OK;
 		}
 		note->arrival = 1;
+		persist_note(d, note, n->collapse_id, in->at_ms);
 	}
 	if ((env = env_dup(in)) == NULL)
 		return MB_ENOMEM;
 	pb_str_set(&env->notification->id, id);
-	remember_unacked(d, env);
-	out_put(d, bg ? "app/push_fired" : "app/notification", env, 0);
+	out_put(d, bg ? "app/push_fired" : "app/notification", env, 0, 1);
 	if (w != NULL && n->complete_now)
 		complete_push(d, w, "no_data");
 	return MB_OK;
@@ -404,7 +518,7 @@ on_rejected(struct mbi_deliver *d, const mb_envelope *in)
 
 	if (env == NULL)
 		return MB_ENOMEM;
-	out_put(d, "app/error", env, 0);
+	out_put(d, "app/error", env, 0, 0);
 	if (*in->error->push_id &&
 	    (w = window_add(d, 0, in->error->push_id, "", in->at_ms)) != NULL)
 		complete_push(d, w, "failed");
@@ -412,20 +526,57 @@ on_rejected(struct mbi_deliver *d, const mb_envelope *in)
 }
 
 static int
+os_slot(Mobbus__Os os)
+{
+	return os == MOBBUS__OS__OS_ANDROID ? 1 : 0;
+}
+
+static int
 on_token(struct mbi_deliver *d, const mb_envelope *in)
 {
 	const char *tok = in->push_token->token;
+	int k = os_slot(in->push_token->os);
 	mb_envelope *env;
 
+	d->os_slot = k;
 	/* Reading 12: compare by value with the last acknowledged token; at
 	 * most once per process while unacknowledged. */
-	if (strcmp(tok, d->token_acked) == 0 ||
-	    strcmp(tok, d->token_announced) == 0)
+	if (strcmp(tok, d->token_acked[k]) == 0 ||
+	    strcmp(tok, d->token_announced[k]) == 0)
 		return MB_OK;
-	snprintf(d->token_announced, sizeof(d->token_announced), "%s", tok);
+	snprintf(d->token_announced[k], sizeof(d->token_announced[k]), "%s",
+	    tok);
 	if ((env = env_dup(in)) == NULL)
 		return MB_ENOMEM;
-	return out_put(d, "app/push_token", env, 0);
+	return out_put(d, "app/push_token", env, 0, 0);
+}
+
+/* A token ack names the token by value; it belongs to the platform whose
+ * token it is (the last one announced with that value, else this device's). */
+static void
+ack_token(struct mbi_deliver *d, const char *tok)
+{
+	int k = strcmp(d->token_announced[0], tok) == 0 ? 0 :
+	    strcmp(d->token_announced[1], tok) == 0     ? 1 :
+	                                                  d->os_slot;
+
+	snprintf(d->token_acked[k], sizeof(d->token_acked[k]), "%s", tok);
+	persist_str(d, MBI_OP_TOKEN_ACK, k ? "android" : "ios", tok, 0, 0, 0);
+}
+
+/* An ack covers every hand-off of that id made before it (reading 15). */
+static void
+ack_note(struct mbi_deliver *d, const char *id, int64_t at)
+{
+	for (size_t i = 0; i < d->nunacked;) {
+		if (strcmp(d->unacked[i].env->notification->id, id) == 0) {
+			mobbus__envelope__free_unpacked(d->unacked[i].env, NULL);
+			d->unacked[i] = d->unacked[--d->nunacked];
+		} else {
+			i++;
+		}
+	}
+	persist_str(d, MBI_OP_ACK, id, NULL, at, 0, 0);
 }
 
 static int
@@ -446,29 +597,21 @@ on_cmd(struct mbi_deliver *d, const mb_envelope *in)
 		 * acknowledged is handed again (reading 15). */
 		d->consumer_up = 1;
 		for (size_t i = 0; i < d->nunacked; i++) {
-			mb_envelope *e = d->unacked[i];
-			if (e->notification->presentation !=
-			    MOBBUS__NOTIFICATION__PRESENTATION__BACKGROUND) {
-				e->notification->redelivered = 1;
-				(void)mb_publish(d->pub, "app/notification", e);
-			}
+			struct mbi_out *u = &d->unacked[i];
+			if (u->earlier)
+				continue; /* flush_queue hands these */
+			u->env->notification->redelivered = 1;
+			persist_str(d, MBI_OP_DELIVERED, u->env->notification->id,
+			    NULL, in->at_ms, 1, 0);
+			(void)mb_publish(d->pub, u->topic, u->env);
 		}
 		flush_queue(d);
 		return MB_OK;
 	case MOBBUS__APP_COMMAND__DO__ACK:
-		if (*c->token) {
-			snprintf(d->token_acked, sizeof(d->token_acked), "%s",
-			    c->token);
-			return MB_OK;
-		}
-		for (size_t i = 0; i < d->nunacked;) {
-			if (strcmp(d->unacked[i]->notification->id, c->id) == 0) {
-				mobbus__envelope__free_unpacked(d->unacked[i], NULL);
-				d->unacked[i] = d->unacked[--d->nunacked];
-			} else {
-				i++;
-			}
-		}
+		if (*c->token)
+			ack_token(d, c->token);
+		else
+			ack_note(d, c->id, in->at_ms);
 		return MB_OK;
 	case MOBBUS__APP_COMMAND__DO__COMPLETE:
 		/* A late or unknown completion is ignored (reading 7). */
@@ -499,7 +642,7 @@ on_wake(struct mbi_deliver *d, const mb_envelope *in)
 			return MB_ENOMEM;
 		if ((env = env_dup(in)) == NULL)
 			return MB_ENOMEM;
-		return out_put(d, "app/wake_fired", env, 0);
+		return out_put(d, "app/wake_fired", env, 0, 0);
 	}
 	if (ww->phase == MOBBUS__WAKE_WINDOW__PHASE__EXPIRE &&
 	    (w = window_find(d, NULL, ww->id)) != NULL && w->task)
@@ -537,10 +680,77 @@ deliver_handle_cb(mb_actor *a, void *state, const mb_envelope *in)
 	case MOBBUS__ENVELOPE__BODY_CONNECTIVITY:
 		if ((env = env_dup(in)) == NULL)
 			return MB_ENOMEM;
-		return out_put(d, "app/device", env, 0);
+		return out_put(d, "app/device", env, 0, 0);
 	default:
 		return MB_OK;
 	}
+}
+
+static void
+load_note_cb(void *arg, const char *id, int arrival, int tap)
+{
+	struct mbi_note *n = note_get(arg, id);
+
+	if (n != NULL) {
+		n->arrival = arrival != 0;
+		n->tap = tap != 0;
+	}
+}
+
+static void
+load_seen_cb(void *arg, const char *hash, const char *id, int64_t first,
+    int by_hash, int generation)
+{
+	struct mbi_deliver *d = arg;
+	struct mbi_seen *s;
+
+	if (d->nseen == MBI_SEEN_MAX) /* keep the newest */
+		memmove(&d->seen[0], &d->seen[1], --d->nseen * sizeof(d->seen[0]));
+	s = &d->seen[d->nseen++];
+	snprintf(s->hash, sizeof(s->hash), "%s", hash);
+	snprintf(s->id, sizeof(s->id), "%s", id);
+	s->first_at = first;
+	s->by_hash = by_hash;
+	s->generation = (unsigned)generation;
+}
+
+/* Rows of the outbox: waiting ones queue again; handed, unacknowledged
+ * ones are handed again (redelivered) at the first subscribe. */
+static void
+load_out_cb(void *arg, const struct mbi_out_row *r)
+{
+	struct mbi_deliver *d = arg;
+	mb_envelope *env = mobbus__envelope__unpack(NULL, r->envlen, r->env);
+	struct mbi_out o = { .seq = r->seq, .env = env };
+
+	if (r->seq >= d->next_seq)
+		d->next_seq = r->seq + 1;
+	if (env == NULL) {
+		/* Unreadable row: say so and drop it, nothing else. */
+		(void)mb_publish_error(d->pub, MB_EPROTO,
+		    "outbox row %lld is not an envelope; dropped",
+		    (long long)r->seq);
+		persist_out(d, MBI_OP_OUT_DEL, r->seq, 0, NULL, NULL);
+		return;
+	}
+	snprintf(o.topic, sizeof(o.topic), "%s", r->topic);
+	if (r->state == MBI_OUT_HANDED && is_notification(env) &&
+	    d->nunacked < MBI_UNACKED_MAX) {
+		o.earlier = 1;
+		d->unacked[d->nunacked++] = o;
+		return;
+	}
+	if (d->nqueue == d->capqueue) {
+		size_t cap = d->capqueue ? d->capqueue * 2 : 32;
+		struct mbi_out *nq = realloc(d->queue, cap * sizeof(*nq));
+		if (nq == NULL) {
+			mobbus__envelope__free_unpacked(env, NULL);
+			return;
+		}
+		d->queue = nq;
+		d->capqueue = cap;
+	}
+	d->queue[d->nqueue++] = o;
 }
 
 static int
@@ -553,6 +763,19 @@ deliver_init_cb(mb_actor *a, void *arg, void **statep)
 		return MB_ENOMEM;
 	d->manual_ack = o->manual_ack;
 	d->pub = mb_actor_pub(a);
+	d->store = o->store;
+	d->next_seq = 1;
+	if (d->store != NULL && mbi_store_ok(d->store)) {
+		/* What an earlier process left: its reads are the one place
+		 * the store is on a delivery thread, once, at start. */
+		(void)mbi_store_load_notes(d->store, load_note_cb, d);
+		(void)mbi_store_load_seen(d->store, load_seen_cb, d);
+		(void)mbi_store_load_outbox(d->store, load_out_cb, d);
+		(void)mbi_store_token_acked(d->store, "ios", d->token_acked[0],
+		    sizeof(d->token_acked[0]));
+		(void)mbi_store_token_acked(d->store, "android",
+		    d->token_acked[1], sizeof(d->token_acked[1]));
+	}
 	*statep = d;
 	return MB_OK;
 }
@@ -568,7 +791,7 @@ deliver_terminate_cb(mb_actor *a, void *state)
 	for (size_t i = 0; i < d->nqueue; i++)
 		mobbus__envelope__free_unpacked(d->queue[i].env, NULL);
 	for (size_t i = 0; i < d->nunacked; i++)
-		mobbus__envelope__free_unpacked(d->unacked[i], NULL);
+		mobbus__envelope__free_unpacked(d->unacked[i].env, NULL);
 	for (size_t i = 0; i < d->nnotes; i++)
 		free(d->notes[i].id);
 	for (size_t i = 0; i < d->nwindows; i++) {
@@ -606,8 +829,10 @@ mb_deliver_start(mb_bus *bus, const struct mb_deliver_opts *opts,
 
 	if (o == NULL)
 		return MB_ENOMEM;
-	if (opts != NULL)
+	if (opts != NULL) {
 		o->manual_ack = opts->manual_ack;
+		o->store = opts->store;
+	}
 	o->size = sizeof(*o);
 	if ((rv = mb_actor_start(bus, &deliver_ops, o, ap)) != MB_OK)
 		free(o);

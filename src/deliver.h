@@ -35,10 +35,13 @@ struct mbi_window {
 	int64_t deadline;      /* ms; completes failed / success:false then */
 };
 
-/* A message waiting for the consumer. */
+/* A message waiting for the consumer, or handed and waiting for its ack. */
 struct mbi_out {
+	int64_t seq;           /* outbox key; 0: not persisted (effects, device
+	                        * events, tokens: stale in a later process) */
 	char topic[32];
 	mb_envelope *env;
+	int earlier;           /* handed by an earlier process, unacked */
 };
 
 struct mbi_deliver {
@@ -53,10 +56,13 @@ struct mbi_deliver {
 	size_t nseen;
 	struct mbi_window *windows;
 	size_t nwindows, capwindows;
-	mb_envelope *unacked[MBI_UNACKED_MAX];
+	struct mbi_out unacked[MBI_UNACKED_MAX];
 	size_t nunacked;
-	char token_acked[512];
-	char token_announced[512];
+	mb_store *store;
+	int64_t next_seq;
+	int os_slot;                  /* this device's platform: 0 iOS, 1 Android */
+	char token_acked[2][512];     /* [0] iOS, [1] Android */
+	char token_announced[2][512];
 };
 
 #endif

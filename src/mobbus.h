@@ -67,6 +67,7 @@ typedef Mobbus__Envelope mb_envelope;
 typedef struct mb_bus mb_bus;
 typedef struct mb_pub mb_pub;
 typedef struct mb_actor mb_actor;
+typedef struct mb_store mb_store;
 
 struct mb_bus_opts {
 	size_t size;          /* sizeof(struct mb_bus_opts) */
@@ -210,6 +211,65 @@ int mb_publish_error(mb_pub *pub, int err, const char *fmt, ...)
 #define MB_TOPIC_BUS "bus/"
 
 /*
+ * The durable store: one SQLite file (WAL, synchronous=NORMAL, created 0600)
+ * holding the event journal, the app's key-value state, the notification
+ * inbox and outbox, and push tokens. Writes are queued and committed by the
+ * store's own thread in one transaction per batch (group commit: at most
+ * commit_delay_ms after the first queued write, or batch_max writes), so no
+ * bridge or actor thread ever waits for the disk. The store actor journals
+ * every platform moment and flushes before the process may stop running
+ * (lifecycle background, suspend and terminate; wake windows ending).
+ *
+ * A database that cannot be opened, is corrupt, read-only or full is
+ * reported on "bus/error" (code "database"); the bus keeps delivering from
+ * memory.
+ */
+struct mb_store_opts {
+	size_t size;               /* sizeof(struct mb_store_opts) */
+	const char *path;          /* the database file; created 0600 */
+	unsigned commit_delay_ms;  /* 0: 2 */
+	unsigned batch_max;        /* 0: 512 */
+};
+
+/*
+ * mb_store_open - open (creating or migrating) the database and start the
+ * store's writer thread and its journal actor on bus. On success *stp is
+ * owned by the caller until mb_store_close, which must come before
+ * mb_bus_close. A database that fails to open still gives a store (MB_OK):
+ * one that reports MB_EDB from mb_flush and keeps nothing, after a
+ * "bus/error". Errors: MB_EINVAL, MB_ENOMEM, MB_ETRANSPORT.
+ */
+int mb_store_open(mb_bus *bus, const struct mb_store_opts *opts,
+    mb_store **stp);
+
+/* mb_store_close - commit what is queued, stop the writer, close the file.
+ * NULL is a no-op. Not from an actor callback. */
+void mb_store_close(mb_store *st);
+
+/*
+ * mb_flush - wait until everything published so far has been handled
+ * (mb_bus_drain) and every write it caused is committed. Returns MB_OK,
+ * MB_ETIMEDOUT, or MB_EDB when the store is not writing. Not from an actor
+ * callback. Any other thread.
+ */
+int mb_flush(mb_store *st, int timeout_ms);
+
+/*
+ * Key-value state for the app and plugins (the role of Mob.State). Writes
+ * are queued like every other write (durable at the next group commit or
+ * mb_flush); reads see the caller's own queued writes. Any thread.
+ * mb_state_get copies the value into a malloc'd buffer the caller frees;
+ * MB_EFIELD when the key is absent. mb_state_match calls fn for every key
+ * starting with prefix, in key order.
+ */
+int mb_state_put(mb_store *st, const char *key, const void *val, size_t len);
+int mb_state_get(mb_store *st, const char *key, void **val, size_t *len);
+int mb_state_delete(mb_store *st, const char *key);
+int mb_state_match(mb_store *st, const char *prefix,
+    int (*fn)(void *arg, const char *key, const void *val, size_t len),
+    void *arg);
+
+/*
  * The deliver actor: hands each notification, push, token and device event to
  * the consumer once, in order, holding them while no consumer is subscribed;
  * completes fetch windows and tasks exactly once. Subscribes to notify/,
@@ -219,6 +279,7 @@ int mb_publish_error(mb_pub *pub, int err, const char *fmt, ...)
 struct mb_deliver_opts {
 	size_t size;       /* sizeof(struct mb_deliver_opts) */
 	int manual_ack;    /* 0: a hand-off acknowledges (ack "auto") */
+	mb_store *store;   /* NULL: state lives in memory only */
 };
 /* mb_deliver_start - start the deliver actor on bus; *ap as mb_actor_start. */
 int mb_deliver_start(mb_bus *bus, const struct mb_deliver_opts *opts,

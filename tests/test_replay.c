@@ -39,7 +39,7 @@ replay(const char *text)
 	ck_assert_msg(mb_trace_parse("t", text, strlen(text), &t, err,
 	                  sizeof(err)) == MB_OK,
 	    "parse: %s", err);
-	ck_assert_int_eq(mb_replay(t, &tr), MB_OK);
+	ck_assert_int_eq(mb_replay(t, NULL, &tr), MB_OK);
 	for (size_t i = 0; i < tr.n; i++)
 		len += strlen(tr.lines[i]) + 1;
 	out = calloc(1, len);

@@ -110,7 +110,7 @@ mb_check_case(const char *trace_path, char *why, size_t whylen)
 		goto out;
 	if ((rv = mb_trace_load(trace_path, &t, why, whylen)) != MB_OK)
 		goto out;
-	if ((rv = mb_replay(t, &tr)) != MB_OK) {
+	if ((rv = mb_replay(t, NULL, &tr)) != MB_OK) {
 		snprintf(why, whylen, "replay failed: %s", mb_strerror(rv));
 		goto out;
 	}

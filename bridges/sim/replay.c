@@ -1,326 +1,34 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * replay.c - drive simulated time through a trace. Each process in the trace
- * gets its own bus and actors; each line is published and the bus drained
- * before the next, so a replay is deterministic although actors run on their
- * own threads.
+ * replay.c - drive a trace through real processes. Each process the trace
+ * starts runs in a child: it opens its bus, store and actors on the replay's
+ * database file, handles its lines (publishing each and draining the bus
+ * before the next, so the replay is deterministic although actors run on
+ * their own threads), and sends what the consumer received up a pipe. At a
+ * kill line the driver SIGKILLs it; the next process starts afresh on the
+ * same file, with only what the store had committed.
  */
-#include <stdint.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "json.h"
 #include "replay.h"
 #include "sim.h"
 
-#define DRAIN_MS 10000
-
-void
-mbi_sim_hash(const char *text, char out[17])
-{
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a, 64 bits */
-
-	for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
-		h ^= *p;
-		h *= 1099511628211ULL;
-	}
-	snprintf(out, 17, "%016llx", (unsigned long long)h);
-}
-
-/* Reading 6: both platforms drop google.*, gcm.*, from, collapse_key and
- * message_type from data. */
-char *
-mbi_sim_strip_reserved(json_t *obj)
-{
-	json_t *out = json_object();
-	const char *key;
-	json_t *v;
-	char *s;
-
-	if (out == NULL)
-		return NULL;
-	json_object_foreach(obj, key, v) {
-		if (strncmp(key, "google.", 7) == 0 ||
-		    strncmp(key, "gcm.", 4) == 0 || strcmp(key, "from") == 0 ||
-		    strcmp(key, "collapse_key") == 0 ||
-		    strcmp(key, "message_type") == 0)
-			continue;
-		json_object_set(out, key, v);
-	}
-	s = mbi_json_dump(out);
-	json_decref(out);
-	return s;
-}
-
-int
-mbi_sim_publish(struct mb_sim *s, const char *topic, mb_envelope *env,
-    const struct mb_trace_line *l)
-{
-	(void)l;
-	if (!s->alive)
-		return MB_OK;
-	return mb_publish(s->pub, topic, env);
-}
-
-void
-mbi_sim_lifecycle(struct mb_sim *s, Mobbus__Lifecycle__Event ev,
-    const struct mb_trace_line *l)
-{
-	Mobbus__Lifecycle lc = MOBBUS__LIFECYCLE__INIT;
-	mb_envelope env = MOBBUS__ENVELOPE__INIT;
-
-	lc.event = ev;
-	lc.os = s->trace->os == MB_OS_ANDROID ? MOBBUS__OS__OS_ANDROID :
-	                                        MOBBUS__OS__OS_IOS;
-	env.body_case = MOBBUS__ENVELOPE__BODY_LIFECYCLE;
-	env.lifecycle = &lc;
-	(void)mbi_sim_publish(s, MB_TOPIC_LIFECYCLE, &env, l);
-}
-
-/* Rule 7: over-limit platform input is an error line, and nothing else is
- * handed for it; an iOS fetch window it opened is completed failed. */
-int
-mbi_sim_too_large(struct mb_sim *s, const struct mb_trace_line *l,
-    size_t bytes, const char *push_id)
-{
-	Mobbus__BusError e = MOBBUS__BUS_ERROR__INIT;
-	mb_envelope env = MOBBUS__ENVELOPE__INIT;
-	char msg[96];
-
-	snprintf(msg, sizeof(msg), "%s payload is %zu bytes, over %d",
-	    mb_cb_name(l->cb), bytes, MB_PAYLOAD_LIMIT);
-	e.code = (char *)mb_err_name(MB_ETOOLARGE);
-	e.line = l->lineno;
-	e.bytes = bytes;
-	e.limit = MB_PAYLOAD_LIMIT;
-	e.push_id = (char *)(push_id ? push_id : "");
-	(void)msg; /* the transcript line carries code, line, bytes, limit */
-	env.body_case = MOBBUS__ENVELOPE__BODY_ERROR;
-	env.error = &e;
-	return mbi_sim_publish(s, MB_TOPIC_NOTIFY_REJECTED, &env, l);
-}
-
+/* Whether line l starts a process when none runs (reading 16). */
 static int
-sink_receive_cb(void *arg, const mb_envelope *env)
+starts_process(const struct mb_trace *t, const struct mb_trace_line *l,
+    int force_stopped)
 {
-	struct mb_transcript *tr = arg;
-	char *line = mb_transcript_line(env);
-
-	if (line == NULL)
-		return MB_OK;
-	if (tr->n == tr->cap) {
-		size_t cap = tr->cap ? tr->cap * 2 : 32;
-		char **nl = realloc(tr->lines, cap * sizeof(*nl));
-		if (nl == NULL) {
-			free(line);
-			return MB_ENOMEM;
-		}
-		tr->lines = nl;
-		tr->cap = cap;
-	}
-	tr->lines[tr->n++] = line;
-	return MB_OK;
-}
-
-static void
-process_end(struct mb_sim *s)
-{
-	if (!s->alive)
-		return;
-	(void)mb_bus_drain(s->bus, DRAIN_MS);
-	mb_bus_close(s->bus); /* stops the actors, frees the publisher */
-	s->bus = NULL;
-	s->pub = NULL;
-	s->alive = 0;
-	s->suspended = 0;
-	s->active = 0;
-	s->foreground = 0;
-}
-
-int
-mbi_sim_process_start(struct mb_sim *s)
-{
-	static const struct mb_sink_ops sink_ops = {
-		.size = sizeof(struct mb_sink_ops),
-		.receive = sink_receive_cb,
-	};
-	struct mb_deliver_opts dopts = { .size = sizeof(dopts),
-		.manual_ack = s->trace->manual_ack };
-	struct mb_policy_opts popts = { .size = sizeof(popts),
-		.os = s->trace->os == MB_OS_ANDROID ? MOBBUS__OS__OS_ANDROID :
-		                                      MOBBUS__OS__OS_IOS,
-		.android_sdk = s->trace->android_sdk };
-	const char *modes[9] = { 0 };
-	size_t i;
-	json_t *v;
-	int rv;
-
-	json_array_foreach(s->trace->background_modes, i, v)
-		if (i < 8 && json_is_string(v))
-			modes[i] = json_string_value(v);
-	popts.background_modes = modes;
-
-	process_end(s);
-	if ((rv = mb_bus_open(&s->bus, NULL)) != MB_OK)
-		return rv;
-	mb_bus_set_clock(s->bus, s->now);
-	if ((rv = mb_pub_alloc(s->bus, &s->pub)) != MB_OK ||
-	    (rv = mb_sink_start(s->bus, &sink_ops, s->emit_arg, &s->sink)) !=
-	        MB_OK ||
-	    (rv = mb_deliver_start(s->bus, &dopts, &s->deliver)) != MB_OK ||
-	    (rv = mb_policy_start(s->bus, &popts, &s->policy)) != MB_OK) {
-		mb_bus_close(s->bus);
-		s->bus = NULL;
-		return rv;
-	}
-	s->alive = 1;
-	s->force_stopped = 0;
-	s->processes++;
-	s->launch_at = s->now;
-	s->launch_phase = 1;
-	mbi_sim_lifecycle(s, MOBBUS__LIFECYCLE__EVENT__LAUNCH, NULL);
-	return MB_OK;
-}
-
-static int
-app_command(struct mb_sim *s, const struct mb_trace_line *l)
-{
-	static const struct {
-		const char *name;
-		Mobbus__AppCommand__Do what;
-	} dos[] = {
-		{ "subscribe", MOBBUS__APP_COMMAND__DO__SUBSCRIBE },
-		{ "restart", MOBBUS__APP_COMMAND__DO__RESTART },
-		{ "ack", MOBBUS__APP_COMMAND__DO__ACK },
-		{ "complete", MOBBUS__APP_COMMAND__DO__COMPLETE },
-		{ "keep_alive", MOBBUS__APP_COMMAND__DO__KEEP_ALIVE },
-		{ "keep_alive_stop", MOBBUS__APP_COMMAND__DO__KEEP_ALIVE_STOP },
-		{ "connect", MOBBUS__APP_COMMAND__DO__CONNECT },
-	};
-	Mobbus__AppCommand c = MOBBUS__APP_COMMAND__INIT;
-	mb_envelope env = MOBBUS__ENVELOPE__INIT;
-	const char *what = l ? mbi_json_str(l->obj, "do") : "subscribe";
-	char topic[48];
-
-	for (size_t i = 0; i < sizeof(dos) / sizeof(dos[0]); i++)
-		if (strcmp(dos[i].name, what) == 0)
-			c.do_ = dos[i].what;
-#define FIELD_(f)                                                              \
-	if (l && mbi_json_str(l->obj, #f))                                     \
-		c.f = (char *)mbi_json_str(l->obj, #f);
-	FIELD_(id)
-	FIELD_(push_id)
-	FIELD_(token)
-	FIELD_(result)
-	FIELD_(name)
-	FIELD_(url)
-#undef FIELD_
-	snprintf(topic, sizeof(topic), "cmd/%s", what);
-	env.body_case = MOBBUS__ENVELOPE__BODY_APP;
-	env.app = &c;
-	return mbi_sim_publish(s, topic, &env, l);
-}
-
-int
-mbi_sim_common(struct mb_sim *s, const struct mb_trace_line *l)
-{
-	Mobbus__WakeWindow w = MOBBUS__WAKE_WINDOW__INIT;
-	Mobbus__Connectivity c = MOBBUS__CONNECTIVITY__INIT;
-	mb_envelope env = MOBBUS__ENVELOPE__INIT;
-	const json_t *o = l->obj, *v;
-	json_t *fields;
-	const char *key;
-	int rv;
-
-	switch (l->cb) {
-	case MB_CB_SUSPEND:
-		mbi_sim_lifecycle(s, MOBBUS__LIFECYCLE__EVENT__SUSPEND, l);
-		s->suspended = 1;
-		return MB_OK;
-	case MB_CB_KILL:
-		process_end(s);
-		if (s->trace->os == MB_OS_ANDROID &&
-		    strcmp(mbi_json_str(o, "by") ? mbi_json_str(o, "by") : "",
-		        "user") == 0)
-			s->force_stopped = 1;
-		return MB_OK;
-	case MB_CB_BG_TASK:
-	case MB_CB_BG_TASK_EXPIRE:
-		w.kind = MOBBUS__WAKE_WINDOW__KIND__TASK;
-		w.phase = l->cb == MB_CB_BG_TASK ?
-		    MOBBUS__WAKE_WINDOW__PHASE__OPEN :
-		    MOBBUS__WAKE_WINDOW__PHASE__EXPIRE;
-		w.id = (char *)mbi_json_str(o, "identifier");
-		v = json_object_get(o, "budget_ms");
-		w.budget_ms = json_is_integer(v) ? (uint32_t)json_integer_value(v) :
-		                                   30000;
-		env.body_case = MOBBUS__ENVELOPE__BODY_WAKE;
-		env.wake = &w;
-		return mbi_sim_publish(s,
-		    l->cb == MB_CB_BG_TASK ? "wake/open" : "wake/expire", &env, l);
-	case MB_CB_NET:
-		if ((fields = json_object()) == NULL)
-			return MB_ENOMEM;
-		json_object_foreach((json_t *)o, key, v)
-			if (strcmp(key, "at") && strcmp(key, "cb"))
-				json_object_set(fields, key, (json_t *)v);
-		c.online = json_is_true(json_object_get(o, "online"));
-		c.transport = (char *)(mbi_json_str(o, "transport") ?
-		        mbi_json_str(o, "transport") : "");
-		c.expensive = json_is_true(json_object_get(o, "expensive"));
-		c.validated = json_is_true(json_object_get(o, "validated"));
-		c.constrained = json_is_true(json_object_get(o, "constrained"));
-		c.fields_json = mbi_json_dump(fields);
-		json_decref(fields);
-		env.body_case = MOBBUS__ENVELOPE__BODY_CONNECTIVITY;
-		env.connectivity = &c;
-		rv = c.fields_json ? mbi_sim_publish(s, "conn/net", &env, l) :
-		                     MB_ENOMEM;
-		free(c.fields_json);
-		return rv;
-	case MB_CB_APP:
-		return app_command(s, l);
-	case MB_CB_FGS_START:
-	case MB_CB_FGS_STOP: {
-		Mobbus__KeepAlive k = MOBBUS__KEEP_ALIVE__INIT;
-		k.fgs_type = (char *)(mbi_json_str(o, "type") ?
-		        mbi_json_str(o, "type") : "");
-		env.body_case = MOBBUS__ENVELOPE__BODY_KEEP_ALIVE;
-		env.keep_alive = &k;
-		return mbi_sim_publish(s,
-		    l->cb == MB_CB_FGS_START ? "keepalive/fgs_start" :
-		                               "keepalive/fgs_stop",
-		    &env, l);
-	}
-	default:
-		/* server and advance: nothing on the bus yet */
-		return MB_OK;
-	}
-}
-
-/* Move simulated time; due timers fire unless the process is frozen. */
-static void
-advance_to(struct mb_sim *s, int64_t at)
-{
-	Mobbus__Tick tick = MOBBUS__TICK__INIT;
-	mb_envelope env = MOBBUS__ENVELOPE__INIT;
-
-	if (at > s->now || !s->alive) {
-		s->now = at > s->now ? at : s->now;
-		if (!s->alive)
-			return;
-		mb_bus_set_clock(s->bus, s->now);
-	}
-	if (s->launch_phase && s->now - s->launch_at >= MB_LAUNCH_PHASE_MS)
-		s->launch_phase = 0;
-	if (s->suspended)
-		return;
-	tick.now_ms = s->now;
-	env.body_case = MOBBUS__ENVELOPE__BODY_TICK;
-	env.tick = &tick;
-	(void)mb_publish(s->pub, MB_TOPIC_TIME, &env);
-	(void)mb_bus_drain(s->bus, DRAIN_MS);
+	if (t->os == MB_OS_IOS)
+		return l->cb == MB_CB_LAUNCH;
+	return l->cb == MB_CB_PROCESS_START ||
+	    (l->cb == MB_CB_ON_MESSAGE_RECEIVED && !force_stopped);
 }
 
 static int
@@ -329,50 +37,206 @@ thaws(enum mb_cb cb)
 	return cb != MB_CB_ADVANCE && cb != MB_CB_SERVER;
 }
 
-int
-mb_replay(const struct mb_trace *t, struct mb_transcript *out)
+static void
+child_subscribe(struct mb_sim *s, int64_t at)
+{
+	mbi_sim_advance(s, at);
+	mbi_sim_app(s, NULL);
+	(void)mb_bus_drain(s->bus, MB_SIM_DRAIN_MS);
+}
+
+/*
+ * The child: run lines from start until a kill line or the end. Reports
+ * "#K <index>" and waits to be killed, or "#E <err>" and exits.
+ */
+static void
+child_run(const struct mb_trace *t, size_t start, int first,
+    const char *db_path, FILE *out)
 {
 	struct mb_sim s = { 0 };
-	int first_up = t->consumer_up_at >= 0; /* the header's subscribe due */
+	int first_up = first && t->consumer_up_at >= 0;
+	int64_t prev_at;
 	int rv = MB_OK;
 
 	s.trace = t;
-	s.emit_arg = out;
-	for (size_t i = 0; i < t->nlines && rv == MB_OK; i++) {
+	s.first = first;
+	s.db_path = db_path;
+	s.out = out;
+	s.now = t->lines[start].at;
+	prev_at = s.now;
+	for (size_t i = start; i < t->nlines && rv == MB_OK; i++) {
 		const struct mb_trace_line *l = &t->lines[i];
 
 		if (first_up && l->at > t->consumer_up_at) {
 			first_up = 0;
-			if (s.alive && s.processes == 1) {
-				advance_to(&s, t->consumer_up_at);
-				app_command(&s, NULL);
-				(void)mb_bus_drain(s.bus, DRAIN_MS);
-			}
+			if (s.alive)
+				child_subscribe(&s, t->consumer_up_at);
+		}
+		if (l->cb == MB_CB_KILL && s.alive) {
+			/* Simulated time passed since the last line: the group
+			 * commit would have run by now. */
+			if (l->at - prev_at >= MB_SIM_COMMIT_DELAY_MS)
+				(void)mb_flush(s.store, MB_SIM_DRAIN_MS);
+			else
+				(void)mb_bus_drain(s.bus, MB_SIM_DRAIN_MS);
+			fprintf(out, "#K %zu\n", i);
+			fflush(out);
+			for (;;)
+				pause();
 		}
 		if (s.alive && s.suspended && thaws(l->cb))
 			s.suspended = 0;
-		advance_to(&s, l->at);
+		mbi_sim_advance(&s, l->at);
 		rv = t->os == MB_OS_IOS ? mbi_sim_ios(&s, l) :
 		                          mbi_sim_android(&s, l);
 		if (s.alive)
-			(void)mb_bus_drain(s.bus, DRAIN_MS);
-		if (first_up && s.processes > 1)
-			first_up = 0; /* it covers only the first process */
+			(void)mb_bus_drain(s.bus, MB_SIM_DRAIN_MS);
+		prev_at = l->at;
 	}
-	if (rv == MB_OK && first_up && s.alive && s.processes == 1) {
-		advance_to(&s, t->consumer_up_at);
-		app_command(&s, NULL);
+	if (rv == MB_OK && first_up && s.alive)
+		child_subscribe(&s, t->consumer_up_at);
+	mbi_sim_process_end(&s);
+	fprintf(out, "#E %d\n", rv);
+	fflush(out);
+}
+
+static int
+transcript_add(struct mb_transcript *tr, const char *line)
+{
+	if (tr->n == tr->cap) {
+		size_t cap = tr->cap ? tr->cap * 2 : 32;
+		char **nl = realloc(tr->lines, cap * sizeof(*nl));
+		if (nl == NULL)
+			return MB_ENOMEM;
+		tr->lines = nl;
+		tr->cap = cap;
 	}
-	process_end(&s);
+	if ((tr->lines[tr->n] = strdup(line)) == NULL)
+		return MB_ENOMEM;
+	tr->n++;
+	return MB_OK;
+}
+
+/*
+ * Run one process from line start. On return *killed_at is the kill line's
+ * index, or -1 when the trace ended in this process.
+ */
+static int
+run_process(const struct mb_trace *t, size_t start, int first,
+    const char *db_path, struct mb_transcript *out, long *killed_at)
+{
+	int fds[2], status, rv = MB_EIO;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	pid_t pid;
+	FILE *in;
+
+	*killed_at = -1;
+	if (pipe(fds) != 0)
+		return MB_EIO;
+	fflush(NULL);
+	if ((pid = fork()) < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return MB_EIO;
+	}
+	if (pid == 0) {
+		FILE *out_f = fdopen(fds[1], "w");
+		close(fds[0]);
+		if (out_f != NULL)
+			child_run(t, start, first, db_path, out_f);
+		_exit(0);
+	}
+	close(fds[1]);
+	if ((in = fdopen(fds[0], "r")) == NULL) {
+		close(fds[0]);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return MB_EIO;
+	}
+	while ((n = getline(&line, &cap, in)) > 0) {
+		if (line[n - 1] == '\n')
+			line[--n] = '\0';
+		if (line[0] == '#') {
+			if (line[1] == 'K') {
+				*killed_at = strtol(line + 3, NULL, 10);
+				kill(pid, SIGKILL);
+				rv = MB_OK;
+			} else {
+				rv = (int)strtol(line + 3, NULL, 10);
+			}
+			break;
+		}
+		if (transcript_add(out, line) != MB_OK) {
+			rv = MB_ENOMEM;
+			kill(pid, SIGKILL);
+			break;
+		}
+	}
+	free(line);
+	fclose(in);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (*killed_at < 0 && rv == MB_OK &&
+	    !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+		rv = MB_EIO;
 	return rv;
 }
 
-void
-mb_transcript_fini(struct mb_transcript *tr)
+static void
+remove_db(const char *path)
 {
-	for (size_t i = 0; i < tr->n; i++)
-		free(tr->lines[i]);
-	free(tr->lines);
-	tr->lines = NULL;
-	tr->n = tr->cap = 0;
+	char side[4200];
+
+	unlink(path);
+	snprintf(side, sizeof(side), "%s-wal", path);
+	unlink(side);
+	snprintf(side, sizeof(side), "%s-shm", path);
+	unlink(side);
+}
+
+int
+mb_replay(const struct mb_trace *t, const struct mb_replay_opts *opts,
+    struct mb_transcript *out)
+{
+	char tmp[4096];
+	const char *db = opts ? opts->db_path : NULL;
+	int force_stopped = 0, processes = 0, rv = MB_OK;
+	size_t i = 0;
+
+	if (db == NULL) {
+		/* Without --db the replay still has a real file, so that
+		 * kills keep what was committed; it goes at the end. */
+		const char *dir = getenv("TMPDIR");
+		int fd;
+		snprintf(tmp, sizeof(tmp), "%s/mobbus-replay-XXXXXX",
+		    dir && *dir ? dir : "/tmp");
+		if ((fd = mkstemp(tmp)) < 0)
+			return MB_EIO;
+		close(fd);
+		db = tmp;
+	}
+	while (i < t->nlines && rv == MB_OK) {
+		const struct mb_trace_line *l = &t->lines[i];
+		long killed_at;
+
+		if (!starts_process(t, l, force_stopped)) {
+			i++; /* no process: the OS drops it */
+			continue;
+		}
+		rv = run_process(t, i, processes++ == 0, db, out, &killed_at);
+		if (rv != MB_OK || killed_at < 0)
+			break;
+		l = &t->lines[killed_at];
+		/* Android force stop: no FCM delivery until the next launch. */
+		force_stopped = t->os == MB_OS_ANDROID &&
+		    strcmp(mbi_json_str(l->obj, "by") ? mbi_json_str(l->obj, "by") :
+		                                        "",
+		        "user") == 0;
+		i = (size_t)killed_at + 1;
+	}
+	if (opts == NULL || opts->db_path == NULL)
+		remove_db(tmp);
+	return rv;
 }

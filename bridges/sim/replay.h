@@ -12,12 +12,19 @@ struct mb_transcript {
 	size_t n, cap;
 };
 
+struct mb_replay_opts {
+	const char *db_path;   /* NULL: a temporary file, removed afterwards */
+};
+
 /*
- * mb_replay - run t through the bus, one simulated process after another, and
- * append every line the consumer received to *out (caller frees with
- * mb_transcript_fini). Returns MB_OK or the first bus error.
+ * mb_replay - run t through the bus, each process of the trace in a child
+ * process of its own (SIGKILLed at its kill line), and append every line the
+ * consumer received to *out (caller frees with mb_transcript_fini). opts may
+ * be NULL. Returns MB_OK or the first error. Call it with no bus open in
+ * this process: it forks.
  */
-int mb_replay(const struct mb_trace *t, struct mb_transcript *out);
+int mb_replay(const struct mb_trace *t, const struct mb_replay_opts *opts,
+    struct mb_transcript *out);
 void mb_transcript_fini(struct mb_transcript *tr);
 
 /*

@@ -4,12 +4,15 @@
 #define MB_SIM_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "mobbus.h"
 #include "trace.h"
 
 #define MB_PAYLOAD_LIMIT 4096
 #define MB_LAUNCH_PHASE_MS 10000
+#define MB_SIM_COMMIT_DELAY_MS 2
+#define MB_SIM_DRAIN_MS 10000
 
 struct mb_sim {
 	const struct mb_trace *trace;
@@ -19,18 +22,18 @@ struct mb_sim {
 	mb_actor *deliver;
 	mb_actor *sink;
 	mb_actor *policy;
+	mb_store *store;
+	const char *db_path;
 	int alive;
 	int suspended;
 	int force_stopped;     /* Android force stop: FCM delivers nothing */
-	int processes;         /* processes started so far */
+	int first;             /* the trace's first process (consumer_up_at) */
 	int64_t now;
 	int64_t launch_at;     /* start of the launch phase */
 	int launch_phase;      /* still in the launch phase */
 	int active;            /* iOS: between did_become_active and resign */
 	int foreground;        /* Android: between on_start and on_stop */
-	/* Where transcript lines go. */
-	int (*emit)(void *arg, const mb_envelope *env);
-	void *emit_arg;
+	FILE *out;             /* transcript lines go here */
 };
 
 /* Platform translation: one trace line into envelopes on the bus. */
@@ -41,6 +44,9 @@ int mbi_sim_android(struct mb_sim *s, const struct mb_trace_line *l);
 int mbi_sim_publish(struct mb_sim *s, const char *topic, mb_envelope *env,
     const struct mb_trace_line *l);
 int mbi_sim_process_start(struct mb_sim *s);
+void mbi_sim_process_end(struct mb_sim *s);
+void mbi_sim_advance(struct mb_sim *s, int64_t at);
+int mbi_sim_app(struct mb_sim *s, const struct mb_trace_line *l);
 void mbi_sim_lifecycle(struct mb_sim *s, Mobbus__Lifecycle__Event ev,
     const struct mb_trace_line *l);
 int mbi_sim_too_large(struct mb_sim *s, const struct mb_trace_line *l,

@@ -8,20 +8,44 @@
 
 #include "mobbus.h"
 #include "replay.h"
+#include "inspect.h"
 #include "trace.h"
 
 static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: mobbus replay TRACE\n"
+	    "usage: mobbus replay TRACE [--db FILE]\n"
 	    "       mobbus check PATH...\n"
+	    "       mobbus inspect --db FILE\n"
 	    "\n"
 	    "replay  run a format-1 trace of platform callbacks through the bus\n"
-	    "        and print what the app received, one JSON line each.\n"
+	    "        and print what the app received, one JSON line each. Each\n"
+	    "        process of the trace is a real process, SIGKILLed at its\n"
+	    "        kill line; --db keeps the store's file (default: a\n"
+	    "        temporary one).\n"
 	    "check   run every *.trace.jsonl under each PATH (a file or a folder)\n"
 	    "        against its *.expect.jsonl; one line per case, then\n"
-	    "        \"N passed, N failed\". Exit status 1 if any failed.\n");
+	    "        \"N passed, N failed\". Exit status 1 if any failed.\n"
+	    "inspect print what a store file holds: waiting and unacknowledged\n"
+	    "        messages, the inbox, tokens, key-value state, the journal.\n");
+}
+
+/* Split "TRACE [--db FILE]" style arguments. */
+static int
+parse_db(int argc, char **argv, const char **path, const char **db)
+{
+	*path = NULL;
+	*db = NULL;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--db") == 0 && i + 1 < argc)
+			*db = argv[++i];
+		else if (argv[i][0] == '-' || *path != NULL)
+			return -1;
+		else
+			*path = argv[i];
+	}
+	return 0;
 }
 
 static int
@@ -29,19 +53,21 @@ cmd_replay(int argc, char **argv)
 {
 	struct mb_trace *t = NULL;
 	struct mb_transcript tr = { 0 };
+	struct mb_replay_opts opts = { 0 };
+	const char *path;
 	char err[4096];
 	int rv;
 
-	if (argc != 1) {
+	if (parse_db(argc, argv, &path, &opts.db_path) != 0 || path == NULL) {
 		usage(stderr);
 		return 2;
 	}
-	if ((rv = mb_trace_load(argv[0], &t, err, sizeof(err))) != MB_OK) {
+	if ((rv = mb_trace_load(path, &t, err, sizeof(err))) != MB_OK) {
 		fprintf(stderr, "mobbus: %s: %s\n%s\n", mb_err_name(rv),
 		    mb_strerror(rv), err);
 		return 2;
 	}
-	rv = mb_replay(t, &tr);
+	rv = mb_replay(t, &opts, &tr);
 	for (size_t i = 0; i < tr.n; i++)
 		printf("%s\n", tr.lines[i]);
 	mb_transcript_fini(&tr);
@@ -146,6 +172,15 @@ main(int argc, char **argv)
 		return cmd_replay(argc - 2, argv + 2);
 	if (strcmp(argv[1], "check") == 0)
 		return cmd_check(argc - 2, argv + 2);
+	if (strcmp(argv[1], "inspect") == 0) {
+		const char *path, *db;
+		if (parse_db(argc - 2, argv + 2, &path, &db) != 0 || db == NULL ||
+		    path != NULL) {
+			usage(stderr);
+			return 2;
+		}
+		return mb_inspect(db, stdout) == MB_OK ? 0 : 1;
+	}
 	if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
 		usage(stdout);
 		return 0;
