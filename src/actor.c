@@ -13,9 +13,9 @@
  *
  * Each envelope is settled exactly once with the bus (see bus.h): handed to
  * the handler, discarded after the restart limit, rejected as malformed, or
- * counted lost when a later sequence number or a drain probe shows a hole. A handler that
- * fails is terminated and initialised again; too many failures within the
- * window stop it for good, but the mailbox keeps draining so that
+ * counted lost when a later sequence number or a drain probe shows a hole. A
+ * handler that fails is terminated and initialised again; too many failures
+ * within the window stop it for good, but the mailbox keeps draining so that
  * mb_bus_drain still returns.
  *
  * THREAD SAFETY
@@ -41,23 +41,23 @@
 #define ACTOR_MAX_RESTARTS 65535
 
 struct mb_actor {
-	struct mbi_sub      a_sub; /* registration on the bus */
-	bool                a_registered;
-	mb_bus             *a_bus;
-	mb_pub             *a_pub;
+	struct mbi_sub a_sub; /* registration on the bus */
+	bool a_registered;
+	mb_bus *a_bus;
+	mb_pub *a_pub;
 	struct mb_actor_ops a_ops; /* a copy, defaults filled in */
-	const char         *a_name;
-	void               *a_arg;
-	void               *a_state;
-	nng_socket          a_sock;
-	bool                a_sock_open;
-	nng_aio            *a_aio;
-	struct mbi_seqtab   a_last; /* last seq per (publisher, topic) */
-	bool                a_live; /* init succeeded: terminate is owed */
-	bool                a_dead; /* restart limit reached */
-	uint64_t           *a_fails; /* ring: last max_restarts+1 failures, ms */
-	unsigned            a_nfails;
-	unsigned            a_fail_next;
+	const char *a_name;
+	void *a_arg;
+	void *a_state;
+	nng_socket a_sock;
+	bool a_sock_open;
+	nng_aio *a_aio;
+	struct mbi_seqtab a_last; /* last seq per (publisher, topic) */
+	bool a_live;              /* init succeeded: terminate is owed */
+	bool a_dead;              /* restart limit reached */
+	uint64_t *a_fails;        /* ring: last max_restarts+1 failures, ms */
+	unsigned a_nfails;
+	unsigned a_fail_next;
 };
 
 static uint64_t
@@ -70,23 +70,23 @@ actor_now_ms(void)
  * on "bus/gap" and settle them with d. */
 static void
 actor_lost(mb_actor *a, uint32_t pub, const char *topic, uint64_t seq,
-    uint64_t k, struct mbi_done *d)
+           uint64_t k, struct mbi_done *d)
 {
-	Mobbus__BusError be  = MOBBUS__BUS_ERROR__INIT;
-	mb_envelope      gap = MOBBUS__ENVELOPE__INIT;
-	char             msg[192];
+	Mobbus__BusError be = MOBBUS__BUS_ERROR__INIT;
+	mb_envelope gap = MOBBUS__ENVELOPE__INIT;
+	char msg[192];
 
 	snprintf(msg, sizeof(msg),
-	    "actor %.40s: %" PRIu64 " envelopes lost on %s from publisher "
-	    "%" PRIu32 ", seq %" PRIu64 "..%" PRIu64,
-	    a->a_name, k, topic, pub, seq - k + 1, seq);
-	be.code       = (char *) mb_err_name(MB_EGAP);
-	be.message    = msg;
-	be.publisher  = pub;
-	be.missed     = k;
+	         "actor %.40s: %" PRIu64 " envelopes lost on %s from publisher "
+	         "%" PRIu32 ", seq %" PRIu64 "..%" PRIu64,
+	         a->a_name, k, topic, pub, seq - k + 1, seq);
+	be.code = (char *)mb_err_name(MB_EGAP);
+	be.message = msg;
+	be.publisher = pub;
+	be.missed = k;
 	gap.body_case = MOBBUS__ENVELOPE__BODY_ERROR;
-	gap.error     = &be;
-	(void) mb_publish(a->a_pub, "bus/gap", &gap);
+	gap.error = &be;
+	(void)mb_publish(a->a_pub, "bus/gap", &gap);
 	d->gaps++;
 	d->missed += k;
 	d->settled += k;
@@ -113,7 +113,7 @@ actor_track(mb_actor *a, const mb_envelope *env, struct mbi_done *d)
 	}
 	if (env->seq > *last + 1) {
 		actor_lost(a, env->publisher, env->topic, env->seq - 1,
-		    env->seq - *last - 1, d);
+		           env->seq - *last - 1, d);
 	}
 	*last = env->seq;
 	return (true);
@@ -124,19 +124,19 @@ actor_track(mb_actor *a, const mb_envelope *env, struct mbi_done *d)
 static void
 actor_probe(mb_actor *a, const uint8_t *buf)
 {
-	struct mbi_seqtab snap = { 0 };
-	struct mbi_done   d    = { 0 };
-	uint64_t          gen  = 0;
+	struct mbi_seqtab snap = {0};
+	struct mbi_done d = {0};
+	uint64_t gen = 0;
 
 	for (int i = 0; i < 8; i++) {
-		gen |= (uint64_t) buf[1 + i] << (8 * i);
+		gen |= (uint64_t)buf[1 + i] << (8 * i);
 	}
 	if (!mbi_bus_probe_take(a->a_bus, &a->a_sub, gen, &snap)) {
 		return; /* not for us, or a newer probe follows */
 	}
 	for (size_t i = 0; i < snap.t_cap; i++) {
 		struct mbi_seqent *e = &snap.t_ents[i];
-		uint64_t          *last;
+		uint64_t *last;
 
 		if (!e->e_used) {
 			continue;
@@ -144,7 +144,7 @@ actor_probe(mb_actor *a, const uint8_t *buf)
 		last = mbi_seqtab_get(&a->a_last, e->e_pub, e->e_topic, true);
 		if (last != NULL && *last < e->e_seq) {
 			actor_lost(a, e->e_pub, e->e_topic, e->e_seq,
-			    e->e_seq - *last, &d);
+			           e->e_seq - *last, &d);
 			*last = e->e_seq;
 		}
 	}
@@ -163,13 +163,13 @@ actor_note_failure(mb_actor *a)
 	uint64_t now = actor_now_ms();
 
 	a->a_fails[a->a_fail_next] = now;
-	a->a_fail_next             = (a->a_fail_next + 1) % cap;
+	a->a_fail_next = (a->a_fail_next + 1) % cap;
 	if (a->a_nfails < cap) {
 		a->a_nfails++;
 	}
 	/* When the ring is full, a_fail_next is the oldest of the last cap. */
 	return (a->a_nfails == cap &&
-	    now - a->a_fails[a->a_fail_next] <= a->a_ops.restart_window_ms);
+	        now - a->a_fails[a->a_fail_next] <= a->a_ops.restart_window_ms);
 }
 
 static void
@@ -178,7 +178,7 @@ actor_terminate(mb_actor *a)
 	if (a->a_live && a->a_ops.terminate != NULL) {
 		a->a_ops.terminate(a, a->a_state);
 	}
-	a->a_live  = false;
+	a->a_live = false;
 	a->a_state = NULL;
 }
 
@@ -198,17 +198,18 @@ actor_init(mb_actor *a)
 
 /* actor_supervise - the handler returned rv: restart it, or give up. */
 static void
-actor_supervise(mb_actor *a, int rv, const mb_envelope *env,
-    struct mbi_done *d)
+actor_supervise(mb_actor *a, int rv, const mb_envelope *env, struct mbi_done *d)
 {
-	(void) mb_publish_error(a->a_pub, MB_EHANDLER,
+	(void)mb_publish_error(
+	    a->a_pub, MB_EHANDLER,
 	    "actor %.40s: handler returned %d on %s seq %" PRIu64, a->a_name,
 	    rv, env->topic, env->seq);
 	for (;;) {
 		actor_terminate(a);
 		if (actor_note_failure(a)) {
 			a->a_dead = true;
-			(void) mb_publish_error(a->a_pub, MB_ERESTARTS,
+			(void)mb_publish_error(
+			    a->a_pub, MB_ERESTARTS,
 			    "actor %.40s: more than %u failures within %u ms; "
 			    "stopped",
 			    a->a_name, a->a_ops.max_restarts,
@@ -220,7 +221,8 @@ actor_supervise(mb_actor *a, int rv, const mb_envelope *env,
 			return;
 		}
 		/* A failed re-init counts as one more failure. */
-		(void) mb_publish_error(a->a_pub, MB_EHANDLER,
+		(void)mb_publish_error(
+		    a->a_pub, MB_EHANDLER,
 		    "actor %.40s: init returned %d on restart", a->a_name, rv);
 	}
 }
@@ -228,11 +230,11 @@ actor_supervise(mb_actor *a, int rv, const mb_envelope *env,
 static void
 actor_deliver(mb_actor *a, const uint8_t *buf, size_t len)
 {
-	struct mbi_done d   = { 0 };
-	mb_envelope    *env = NULL;
-	const uint8_t  *nul;
-	size_t          tlen;
-	int             rv;
+	struct mbi_done d = {0};
+	mb_envelope *env = NULL;
+	const uint8_t *nul;
+	size_t tlen;
+	int rv;
 
 	if (len == MBI_PROBE_LEN && buf[0] == '\0') {
 		actor_probe(a, buf);
@@ -242,10 +244,10 @@ actor_deliver(mb_actor *a, const uint8_t *buf, size_t len)
 	if (nul == NULL || nul == buf) {
 		goto bad;
 	}
-	tlen = (size_t) (nul - buf);
-	env  = mobbus__envelope__unpack(NULL, len - tlen - 1, nul + 1);
+	tlen = (size_t)(nul - buf);
+	env = mobbus__envelope__unpack(NULL, len - tlen - 1, nul + 1);
 	if (env == NULL || env->seq == 0 || env->publisher == 0 ||
-	    strcmp(env->topic, (const char *) buf) != 0) {
+	    strcmp(env->topic, (const char *)buf) != 0) {
 		goto bad;
 	}
 	if (!actor_track(a, env, &d)) {
@@ -262,8 +264,9 @@ actor_deliver(mb_actor *a, const uint8_t *buf, size_t len)
 
 bad:
 	d.settled++;
-	(void) mb_publish_error(a->a_pub, MB_EPROTO,
-	    "actor %.40s: malformed envelope (%zu bytes)", a->a_name, len);
+	(void)mb_publish_error(a->a_pub, MB_EPROTO,
+	                       "actor %.40s: malformed envelope (%zu bytes)",
+	                       a->a_name, len);
 out:
 	if (env != NULL) {
 		mobbus__envelope__free_unpacked(env, NULL);
@@ -279,8 +282,8 @@ static void
 actor_recv_cb(void *arg)
 {
 	mb_actor *a = arg;
-	nng_msg  *msg;
-	int       rv;
+	nng_msg *msg;
+	int rv;
 
 	rv = nng_aio_result(a->a_aio);
 	if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
@@ -322,14 +325,14 @@ static int
 actor_mailbox(mb_actor *a)
 {
 	const char *const *t;
-	int                rv;
+	int rv;
 
 	if ((rv = nng_sub0_open(&a->a_sock)) != 0) {
 		return (rv);
 	}
 	a->a_sock_open = true;
 	if ((rv = nng_socket_set_int(a->a_sock, NNG_OPT_RECVBUF,
-	         (int) mbi_bus_recvbuf(a->a_bus))) != 0) {
+	                             (int)mbi_bus_recvbuf(a->a_bus))) != 0) {
 		return (rv);
 	}
 	/* Probes: no topic starts with NUL, so nothing else matches this. */
@@ -338,8 +341,8 @@ actor_mailbox(mb_actor *a)
 		return (rv);
 	}
 	for (t = a->a_ops.topics; t != NULL && *t != NULL; t++) {
-		rv = nng_socket_set(
-		    a->a_sock, NNG_OPT_SUB_SUBSCRIBE, *t, strlen(*t));
+		rv = nng_socket_set(a->a_sock, NNG_OPT_SUB_SUBSCRIBE, *t,
+		                    strlen(*t));
 		if (rv != 0) {
 			return (rv);
 		}
@@ -349,10 +352,10 @@ actor_mailbox(mb_actor *a)
 
 int
 mb_actor_start(mb_bus *bus, const struct mb_actor_ops *ops, void *arg,
-    mb_actor **ap)
+               mb_actor **ap)
 {
 	mb_actor *a;
-	int       rv;
+	int rv;
 
 	if (bus == NULL || ops == NULL || ap == NULL || ops->size == 0) {
 		return (MB_EINVAL);
@@ -362,7 +365,7 @@ mb_actor_start(mb_bus *bus, const struct mb_actor_ops *ops, void *arg,
 		return (MB_ENOMEM);
 	}
 	memcpy(&a->a_ops, ops,
-	    ops->size < sizeof(a->a_ops) ? ops->size : sizeof(a->a_ops));
+	       ops->size < sizeof(a->a_ops) ? ops->size : sizeof(a->a_ops));
 	if (a->a_ops.handle == NULL ||
 	    a->a_ops.max_restarts > ACTOR_MAX_RESTARTS) {
 		free(a);
@@ -374,12 +377,12 @@ mb_actor_start(mb_bus *bus, const struct mb_actor_ops *ops, void *arg,
 	if (a->a_ops.restart_window_ms == 0) {
 		a->a_ops.restart_window_ms = ACTOR_DEFAULT_WINDOW_MS;
 	}
-	a->a_name          = a->a_ops.name != NULL ? a->a_ops.name : "actor";
-	a->a_bus           = bus;
-	a->a_arg           = arg;
-	a->a_sub.s_actor   = a;
-	a->a_sub.s_topics  = a->a_ops.topics;
-	a->a_sub.s_last    = &a->a_last;
+	a->a_name = a->a_ops.name != NULL ? a->a_ops.name : "actor";
+	a->a_bus = bus;
+	a->a_arg = arg;
+	a->a_sub.s_actor = a;
+	a->a_sub.s_topics = a->a_ops.topics;
+	a->a_sub.s_last = &a->a_last;
 
 	a->a_fails = calloc(a->a_ops.max_restarts + 1, sizeof(*a->a_fails));
 	if (a->a_fails == NULL) {

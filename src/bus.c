@@ -50,35 +50,35 @@
 #define BUS_PROBE_MS 20 /* drain probes after this long without progress */
 
 struct mb_pub {
-	mb_bus           *p_bus;
-	uint32_t          p_id;
-	pthread_mutex_t   p_mtx;
+	mb_bus *p_bus;
+	uint32_t p_id;
+	pthread_mutex_t p_mtx;
 	struct mbi_seqtab p_seq; /* keyed (0, topic) */
-	nng_aio          *p_aio; /* send aio, reused under p_mtx */
-	struct mb_pub    *p_next; /* on b_pubs, under b_mtx */
-	struct mb_pub    *p_prev;
+	nng_aio *p_aio;          /* send aio, reused under p_mtx */
+	struct mb_pub *p_next;   /* on b_pubs, under b_mtx */
+	struct mb_pub *p_prev;
 };
 
 struct mb_bus {
-	pthread_mutex_t      b_start_mtx;
-	pthread_mutex_t      b_mtx;
-	pthread_cond_t       b_drain_cv; /* inflight reached 0 */
-	pthread_cond_t       b_pipe_cv;  /* b_pipes grew */
-	nng_socket           b_sock;
-	bool                 b_sock_open;
-	bool                 b_closing;
-	char                 b_url[64];
-	unsigned             b_recvbuf;
-	_Atomic int64_t      b_clock_ms; /* < 0: CLOCK_MONOTONIC */
-	uint64_t             b_inflight;
-	uint64_t             b_pipes; /* PUB pipes attached so far */
-	uint32_t             b_next_pub;
-	uint64_t             b_probe_gen;
-	struct mbi_seqtab    b_retired; /* (id, topic): freed publishers' last
-	                                 * seq, for snapshots */
-	struct mb_bus_stats  b_stats;
-	struct mbi_sub      *b_subs;
-	struct mb_pub       *b_pubs;
+	pthread_mutex_t b_start_mtx;
+	pthread_mutex_t b_mtx;
+	pthread_cond_t b_drain_cv; /* inflight reached 0 */
+	pthread_cond_t b_pipe_cv;  /* b_pipes grew */
+	nng_socket b_sock;
+	bool b_sock_open;
+	bool b_closing;
+	char b_url[64];
+	unsigned b_recvbuf;
+	_Atomic int64_t b_clock_ms; /* < 0: CLOCK_MONOTONIC */
+	uint64_t b_inflight;
+	uint64_t b_pipes; /* PUB pipes attached so far */
+	uint32_t b_next_pub;
+	uint64_t b_probe_gen;
+	/* Freed publishers' last seq per (id, topic), for snapshots. */
+	struct mbi_seqtab b_retired;
+	struct mb_bus_stats b_stats;
+	struct mbi_sub *b_subs;
+	struct mb_pub *b_pubs;
 };
 
 static void bus_probe(mb_bus *bus);
@@ -95,7 +95,7 @@ seqtab_hash(uint32_t pub, const char *topic)
 		h *= 1099511628211u;
 	}
 	for (; *topic != '\0'; topic++) {
-		h ^= (unsigned char) *topic;
+		h ^= (unsigned char)*topic;
 		h *= 1099511628211u;
 	}
 	return (h);
@@ -103,12 +103,12 @@ seqtab_hash(uint32_t pub, const char *topic)
 
 static struct mbi_seqent *
 seqtab_slot(struct mbi_seqent *ents, size_t cap, uint32_t pub,
-    const char *topic)
+            const char *topic)
 {
-	size_t i = (size_t) seqtab_hash(pub, topic) & (cap - 1);
+	size_t i = (size_t)seqtab_hash(pub, topic) & (cap - 1);
 
 	while (ents[i].e_used &&
-	    (ents[i].e_pub != pub || strcmp(ents[i].e_topic, topic) != 0)) {
+	       (ents[i].e_pub != pub || strcmp(ents[i].e_topic, topic) != 0)) {
 		i = (i + 1) & (cap - 1);
 	}
 	return (&ents[i]);
@@ -117,7 +117,7 @@ seqtab_slot(struct mbi_seqent *ents, size_t cap, uint32_t pub,
 static int
 seqtab_grow(struct mbi_seqtab *t)
 {
-	size_t             cap = t->t_cap != 0 ? t->t_cap * 2 : 8;
+	size_t cap = t->t_cap != 0 ? t->t_cap * 2 : 8;
 	struct mbi_seqent *ents;
 
 	if ((ents = calloc(cap, sizeof(*ents))) == NULL) {
@@ -132,13 +132,13 @@ seqtab_grow(struct mbi_seqtab *t)
 	}
 	free(t->t_ents);
 	t->t_ents = ents;
-	t->t_cap  = cap;
+	t->t_cap = cap;
 	return (MB_OK);
 }
 
 uint64_t *
-mbi_seqtab_get(
-    struct mbi_seqtab *t, uint32_t pub, const char *topic, bool create)
+mbi_seqtab_get(struct mbi_seqtab *t, uint32_t pub, const char *topic,
+               bool create)
 {
 	struct mbi_seqent *e;
 
@@ -155,10 +155,10 @@ mbi_seqtab_get(
 	if ((t->t_len + 1) * 4 > t->t_cap * 3 && seqtab_grow(t) != MB_OK) {
 		return (NULL);
 	}
-	e         = seqtab_slot(t->t_ents, t->t_cap, pub, topic);
+	e = seqtab_slot(t->t_ents, t->t_cap, pub, topic);
 	e->e_used = true;
-	e->e_pub  = pub;
-	e->e_seq  = 0;
+	e->e_pub = pub;
+	e->e_seq = 0;
 	strcpy(e->e_topic, topic);
 	t->t_len++;
 	return (&e->e_seq);
@@ -169,8 +169,8 @@ mbi_seqtab_fini(struct mbi_seqtab *t)
 {
 	free(t->t_ents);
 	t->t_ents = NULL;
-	t->t_cap  = 0;
-	t->t_len  = 0;
+	t->t_cap = 0;
+	t->t_len = 0;
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -211,8 +211,8 @@ bus_wait_until(mb_bus *bus, pthread_cond_t *cv, uint64_t deadline_ns)
 	if (mbi_mono_ns() >= deadline_ns) {
 		return (ETIMEDOUT);
 	}
-	ts.tv_sec  = (time_t) (deadline_ns / 1000000000u);
-	ts.tv_nsec = (long) (deadline_ns % 1000000000u);
+	ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
+	ts.tv_nsec = (long)(deadline_ns % 1000000000u);
 	return (pthread_cond_timedwait(cv, &bus->b_mtx, &ts));
 }
 
@@ -266,7 +266,7 @@ static int
 bus_send_locked(mb_bus *bus, const void *buf, size_t len)
 {
 	nng_msg *msg;
-	int      rv;
+	int rv;
 
 	if (nng_msg_alloc(&msg, len) != 0) {
 		return (MB_ENOMEM);
@@ -285,8 +285,8 @@ bus_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 {
 	mb_bus *bus = arg;
 
-	(void) pipe;
-	(void) ev;
+	(void)pipe;
+	(void)ev;
 	pthread_mutex_lock(&bus->b_mtx);
 	bus->b_pipes++;
 	pthread_cond_broadcast(&bus->b_pipe_cv);
@@ -312,10 +312,10 @@ bus_free(mb_bus *bus)
 int
 mb_bus_open(mb_bus **busp, const struct mb_bus_opts *opts)
 {
-	static atomic_uint  bus_serial;
-	struct mb_bus_opts  o = { 0 };
-	mb_bus             *bus;
-	int                 rv;
+	static atomic_uint bus_serial;
+	struct mb_bus_opts o = {0};
+	mb_bus *bus;
+	int rv;
 
 	if (busp == NULL) {
 		return (MB_EINVAL);
@@ -326,7 +326,7 @@ mb_bus_open(mb_bus **busp, const struct mb_bus_opts *opts)
 			return (MB_EINVAL);
 		}
 		memcpy(&o, opts,
-		    opts->size < sizeof(o) ? opts->size : sizeof(o));
+		       opts->size < sizeof(o) ? opts->size : sizeof(o));
 	}
 	o.sendbuf = o.sendbuf != 0 ? o.sendbuf : BUS_DEFAULT_BUF;
 	o.recvbuf = o.recvbuf != 0 ? o.recvbuf : BUS_DEFAULT_BUF;
@@ -341,19 +341,19 @@ mb_bus_open(mb_bus **busp, const struct mb_bus_opts *opts)
 	bus_cond_init(&bus->b_drain_cv);
 	bus_cond_init(&bus->b_pipe_cv);
 	atomic_init(&bus->b_clock_ms, -1);
-	bus->b_recvbuf  = o.recvbuf;
+	bus->b_recvbuf = o.recvbuf;
 	bus->b_next_pub = 1;
 	snprintf(bus->b_url, sizeof(bus->b_url), "inproc://mobbus-%u-%p",
-	    atomic_fetch_add(&bus_serial, 1), (void *) bus);
+	         atomic_fetch_add(&bus_serial, 1), (void *)bus);
 
 	if ((rv = nng_pub0_open(&bus->b_sock)) != 0) {
 		goto fail;
 	}
 	bus->b_sock_open = true;
-	if ((rv = nng_socket_set_int(
-	         bus->b_sock, NNG_OPT_SENDBUF, (int) o.sendbuf)) != 0 ||
+	if ((rv = nng_socket_set_int(bus->b_sock, NNG_OPT_SENDBUF,
+	                             (int)o.sendbuf)) != 0 ||
 	    (rv = nng_pipe_notify(bus->b_sock, NNG_PIPE_EV_ADD_POST,
-	         bus_pipe_cb, bus)) != 0 ||
+	                          bus_pipe_cb, bus)) != 0 ||
 	    (rv = nng_listen(bus->b_sock, bus->b_url, NULL, 0)) != 0) {
 		goto fail;
 	}
@@ -413,18 +413,18 @@ mb_bus_now_ms(mb_bus *bus)
 {
 	int64_t ms = atomic_load(&bus->b_clock_ms);
 
-	return (ms >= 0 ? ms : (int64_t) (mbi_mono_ns() / 1000000u));
+	return (ms >= 0 ? ms : (int64_t)(mbi_mono_ns() / 1000000u));
 }
 
 int
 mb_bus_drain(mb_bus *bus, int timeout_ms)
 {
-	uint64_t now      = mbi_mono_ns();
-	uint64_t deadline = now + (uint64_t) (timeout_ms < 0 ? 0 : timeout_ms) *
-	    1000000u;
+	uint64_t now = mbi_mono_ns();
+	uint64_t deadline =
+	    now + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000u;
 	uint64_t probe_at = now + BUS_PROBE_MS * 1000000u;
 	uint64_t seen;
-	int      rv = MB_OK;
+	int rv = MB_OK;
 
 	if (bus == NULL) {
 		return (MB_EINVAL);
@@ -437,7 +437,7 @@ mb_bus_drain(mb_bus *bus, int timeout_ms)
 		if (timeout_ms >= 0 && deadline < until) {
 			until = deadline;
 		}
-		(void) bus_wait_until(bus, &bus->b_drain_cv, until);
+		(void)bus_wait_until(bus, &bus->b_drain_cv, until);
 		if (bus->b_inflight == 0) {
 			break;
 		}
@@ -451,7 +451,7 @@ mb_bus_drain(mb_bus *bus, int timeout_ms)
 			if (bus->b_inflight == seen) {
 				bus_probe(bus);
 			}
-			seen     = bus->b_inflight;
+			seen = bus->b_inflight;
 			probe_at = now + BUS_PROBE_MS * 1000000u;
 		}
 	}
@@ -475,8 +475,8 @@ mbi_bus_recvbuf(const mb_bus *bus)
 
 /* bus_snapshot_add - set (id, topic) in tab to seq if the topic matches. */
 static int
-bus_snapshot_add(struct mbi_seqtab *tab, const char *const *topics,
-    uint32_t id, const struct mbi_seqent *e)
+bus_snapshot_add(struct mbi_seqtab *tab, const char *const *topics, uint32_t id,
+                 const struct mbi_seqent *e)
 {
 	uint64_t *slot;
 
@@ -497,20 +497,20 @@ static int
 bus_snapshot(mb_bus *bus, const char *const *topics, struct mbi_seqtab *tab)
 {
 	const struct mbi_seqtab *r = &bus->b_retired;
-	int                      rv;
+	int rv;
 
 	for (mb_pub *p = bus->b_pubs; p != NULL; p = p->p_next) {
 		for (size_t i = 0; i < p->p_seq.t_cap; i++) {
-			rv = bus_snapshot_add(
-			    tab, topics, p->p_id, &p->p_seq.t_ents[i]);
+			rv = bus_snapshot_add(tab, topics, p->p_id,
+			                      &p->p_seq.t_ents[i]);
 			if (rv != MB_OK) {
 				return (rv);
 			}
 		}
 	}
 	for (size_t i = 0; i < r->t_cap; i++) {
-		rv = bus_snapshot_add(
-		    tab, topics, r->t_ents[i].e_pub, &r->t_ents[i]);
+		rv = bus_snapshot_add(tab, topics, r->t_ents[i].e_pub,
+		                      &r->t_ents[i]);
 		if (rv != MB_OK) {
 			return (rv);
 		}
@@ -524,9 +524,9 @@ bus_snapshot(mb_bus *bus, const char *const *topics, struct mbi_seqtab *tab)
 static void
 bus_probe(mb_bus *bus)
 {
-	uint8_t  buf[MBI_PROBE_LEN];
+	uint8_t buf[MBI_PROBE_LEN];
 	uint64_t gen = ++bus->b_probe_gen;
-	bool     any = false;
+	bool any = false;
 
 	for (struct mbi_sub *s = bus->b_subs; s != NULL; s = s->s_next) {
 		mbi_seqtab_fini(&s->s_probe);
@@ -539,28 +539,28 @@ bus_probe(mb_bus *bus)
 			continue;
 		}
 		s->s_probe_gen = gen;
-		any            = true;
+		any = true;
 	}
 	if (!any) {
 		return;
 	}
 	buf[0] = '\0';
 	for (int i = 0; i < 8; i++) {
-		buf[1 + i] = (uint8_t) (gen >> (8 * i));
+		buf[1 + i] = (uint8_t)(gen >> (8 * i));
 	}
-	(void) bus_send_locked(bus, buf, sizeof(buf));
+	(void)bus_send_locked(bus, buf, sizeof(buf));
 }
 
 bool
-mbi_bus_probe_take(
-    mb_bus *bus, struct mbi_sub *s, uint64_t gen, struct mbi_seqtab *out)
+mbi_bus_probe_take(mb_bus *bus, struct mbi_sub *s, uint64_t gen,
+                   struct mbi_seqtab *out)
 {
 	bool ok;
 
 	pthread_mutex_lock(&bus->b_mtx);
 	ok = gen != 0 && s->s_probe_gen == gen;
 	if (ok) {
-		*out           = s->s_probe;
+		*out = s->s_probe;
 		s->s_probe_gen = 0;
 		memset(&s->s_probe, 0, sizeof(s->s_probe));
 	}
@@ -573,12 +573,12 @@ mbi_bus_connect(mb_bus *bus, nng_socket sock, struct mbi_sub *s)
 {
 	uint64_t before;
 	uint64_t deadline;
-	int      rv;
+	int rv;
 
 	pthread_mutex_lock(&bus->b_start_mtx);
 	pthread_mutex_lock(&bus->b_mtx);
 	before = bus->b_pipes;
-	rv     = bus->b_closing ? MB_ECLOSED : MB_OK;
+	rv = bus->b_closing ? MB_ECLOSED : MB_OK;
 	pthread_mutex_unlock(&bus->b_mtx);
 	if (rv == MB_OK && nng_dial(sock, bus->b_url, NULL, 0) != 0) {
 		rv = MB_ETRANSPORT;
@@ -591,20 +591,19 @@ mbi_bus_connect(mb_bus *bus, nng_socket sock, struct mbi_sub *s)
 	/* The dial returns when the SUB side has its pipe; envelopes are only
 	 * copied to it once pub0 has started its side (NNG_PIPE_EV_ADD_POST).
 	 * Starts are serialised, so the next pipe to attach is ours. */
-	deadline = mbi_mono_ns() + (uint64_t) BUS_PIPE_WAIT_MS * 1000000u;
+	deadline = mbi_mono_ns() + (uint64_t)BUS_PIPE_WAIT_MS * 1000000u;
 	pthread_mutex_lock(&bus->b_mtx);
 	while (bus->b_pipes == before &&
-	    bus_wait_until(bus, &bus->b_pipe_cv, deadline) != ETIMEDOUT) {
+	       bus_wait_until(bus, &bus->b_pipe_cv, deadline) != ETIMEDOUT) {
 	}
 	if (bus->b_pipes == before) {
 		rv = MB_ETRANSPORT;
 	} else if (bus->b_closing) {
 		rv = MB_ECLOSED;
-	} else if ((rv = bus_snapshot(bus, s->s_topics, s->s_last)) ==
-	    MB_OK) {
+	} else if ((rv = bus_snapshot(bus, s->s_topics, s->s_last)) == MB_OK) {
 		s->s_pending = 0;
-		s->s_prev    = NULL;
-		s->s_next    = bus->b_subs;
+		s->s_prev = NULL;
+		s->s_next = bus->b_subs;
 		if (bus->b_subs != NULL) {
 			bus->b_subs->s_prev = s;
 		}
@@ -679,7 +678,7 @@ mb_pub_alloc(mb_bus *bus, mb_pub **pubp)
 	pub->p_bus = bus;
 
 	pthread_mutex_lock(&bus->b_mtx);
-	pub->p_id   = bus->b_next_pub++;
+	pub->p_id = bus->b_next_pub++;
 	pub->p_next = bus->b_pubs;
 	if (bus->b_pubs != NULL) {
 		bus->b_pubs->p_prev = pub;
@@ -713,11 +712,11 @@ mb_pub_free(mb_pub *pub)
 	 * later actor only looks like a hole to it. */
 	for (size_t i = 0; i < pub->p_seq.t_cap; i++) {
 		struct mbi_seqent *e = &pub->p_seq.t_ents[i];
-		uint64_t          *slot;
+		uint64_t *slot;
 
 		if (e->e_used && e->e_seq > 0 &&
 		    (slot = mbi_seqtab_get(&bus->b_retired, pub->p_id,
-		         e->e_topic, true)) != NULL) {
+		                           e->e_topic, true)) != NULL) {
 			*slot = e->e_seq;
 		}
 	}
@@ -738,16 +737,16 @@ mb_pub_id(const mb_pub *pub)
 int
 mb_publish(mb_pub *pub, const char *topic, mb_envelope *env)
 {
-	mb_bus   *bus;
-	nng_msg  *msg;
-	uint8_t  *body;
-	char     *saved;
+	mb_bus *bus;
+	nng_msg *msg;
+	uint8_t *body;
+	char *saved;
 	uint64_t *slot;
-	uint64_t  seq;
-	uint64_t  n;
-	size_t    tlen;
-	size_t    plen;
-	int       rv;
+	uint64_t seq;
+	uint64_t n;
+	size_t tlen;
+	size_t plen;
+	int rv;
 
 	if (pub == NULL || topic == NULL || env == NULL) {
 		return (MB_EINVAL);
@@ -762,15 +761,15 @@ mb_publish(mb_pub *pub, const char *topic, mb_envelope *env)
 	 * next seq meanwhile, so it is safe to pack it before committing. */
 	pthread_mutex_lock(&pub->p_mtx);
 	slot = mbi_seqtab_get(&pub->p_seq, 0, topic, false);
-	seq  = (slot != NULL ? *slot : 0) + 1;
+	seq = (slot != NULL ? *slot : 0) + 1;
 
-	saved          = env->topic;
-	env->topic     = (char *) topic;
+	saved = env->topic;
+	env->topic = (char *)topic;
 	env->publisher = pub->p_id;
-	env->seq       = seq;
-	env->ts_ns     = mbi_mono_ns();
-	env->at_ms     = mb_bus_now_ms(bus);
-	plen           = mobbus__envelope__get_packed_size(env);
+	env->seq = seq;
+	env->ts_ns = mbi_mono_ns();
+	env->at_ms = mb_bus_now_ms(bus);
+	plen = mobbus__envelope__get_packed_size(env);
 	if (nng_msg_alloc(&msg, tlen + 1 + plen) != 0) {
 		env->topic = saved;
 		pthread_mutex_unlock(&pub->p_mtx);
@@ -804,7 +803,7 @@ mb_publish(mb_pub *pub, const char *topic, mb_envelope *env)
 		nng_aio_set_msg(pub->p_aio, NULL);
 		*slot = seq - 1;
 		bus->b_stats.published--;
-		(void) bus_count(bus, topic, tlen, false);
+		(void)bus_count(bus, topic, tlen, false);
 		bus_settle(bus, n);
 	}
 	pthread_mutex_unlock(&bus->b_mtx);
@@ -816,7 +815,7 @@ int
 mbi_bus_send_raw(mb_bus *bus, const void *buf, size_t len)
 {
 	uint64_t n;
-	int      rv;
+	int rv;
 
 	if (bus == NULL || (buf == NULL && len > 0)) {
 		return (MB_EINVAL);
@@ -825,7 +824,7 @@ mbi_bus_send_raw(mb_bus *bus, const void *buf, size_t len)
 	n = bus_count(bus, buf, len, true);
 	bus->b_inflight += n;
 	if ((rv = bus_send_locked(bus, buf, len)) != MB_OK) {
-		(void) bus_count(bus, buf, len, false);
+		(void)bus_count(bus, buf, len, false);
 		bus_settle(bus, n);
 	}
 	pthread_mutex_unlock(&bus->b_mtx);
@@ -839,12 +838,14 @@ utf8_trim(char *s, size_t len)
 {
 	size_t i = len;
 
-	while (i > 0 && ((unsigned char) s[i - 1] & 0xc0) == 0x80) {
+	while (i > 0 && ((unsigned char)s[i - 1] & 0xc0) == 0x80) {
 		i--;
 	}
-	if (i > 0 && ((unsigned char) s[i - 1] & 0xc0) == 0xc0) {
-		unsigned char lead = (unsigned char) s[i - 1];
-		size_t need = (lead & 0xe0) == 0xc0 ? 2 : (lead & 0xf0) == 0xe0 ? 3 : 4;
+	if (i > 0 && ((unsigned char)s[i - 1] & 0xc0) == 0xc0) {
+		unsigned char lead = (unsigned char)s[i - 1];
+		size_t need = (lead & 0xe0) == 0xc0   ? 2
+		              : (lead & 0xf0) == 0xe0 ? 3
+		                                      : 4;
 
 		if (len - (i - 1) < need) {
 			s[i - 1] = '\0';
@@ -855,11 +856,11 @@ utf8_trim(char *s, size_t len)
 int
 mb_publish_error(mb_pub *pub, int err, const char *fmt, ...)
 {
-	Mobbus__BusError be  = MOBBUS__BUS_ERROR__INIT;
-	mb_envelope      env = MOBBUS__ENVELOPE__INIT;
-	char             msg[256];
-	va_list          ap;
-	int              n;
+	Mobbus__BusError be = MOBBUS__BUS_ERROR__INIT;
+	mb_envelope env = MOBBUS__ENVELOPE__INIT;
+	char msg[256];
+	va_list ap;
+	int n;
 
 	if (pub == NULL || fmt == NULL) {
 		return (MB_EINVAL);
@@ -869,12 +870,12 @@ mb_publish_error(mb_pub *pub, int err, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0) {
 		msg[0] = '\0';
-	} else if ((size_t) n >= sizeof(msg)) {
+	} else if ((size_t)n >= sizeof(msg)) {
 		utf8_trim(msg, sizeof(msg) - 1);
 	}
-	be.code       = (char *) mb_err_name(err);
-	be.message    = msg;
+	be.code = (char *)mb_err_name(err);
+	be.message = msg;
 	env.body_case = MOBBUS__ENVELOPE__BODY_ERROR;
-	env.error     = &be;
+	env.error = &be;
 	return (mb_publish(pub, "bus/error", &env));
 }

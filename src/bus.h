@@ -44,14 +44,14 @@
 struct mbi_seqent {
 	uint64_t e_seq;
 	uint32_t e_pub;
-	bool     e_used;
-	char     e_topic[MBI_TOPIC_MAX];
+	bool e_used;
+	char e_topic[MBI_TOPIC_MAX];
 };
 
 struct mbi_seqtab {
 	struct mbi_seqent *t_ents;
-	size_t             t_cap; /* 0 or a power of two */
-	size_t             t_len;
+	size_t t_cap; /* 0 or a power of two */
+	size_t t_len;
 };
 
 /*
@@ -59,20 +59,21 @@ struct mbi_seqtab {
  * none and create is false, or if creating it ran out of memory. A created
  * slot holds 0. The pointer is valid until the next create.
  */
-uint64_t *mbi_seqtab_get(
-    struct mbi_seqtab *t, uint32_t pub, const char *topic, bool create);
+uint64_t *mbi_seqtab_get(struct mbi_seqtab *t, uint32_t pub, const char *topic,
+                         bool create);
 void mbi_seqtab_fini(struct mbi_seqtab *t);
 
 /* mbi_sub - an actor's registration on its bus; embedded in the actor. */
 struct mbi_sub {
-	struct mbi_sub    *s_next; /* on the bus list, under the bus lock */
-	struct mbi_sub    *s_prev;
+	struct mbi_sub *s_next; /* on the bus list, under the bus lock */
+	struct mbi_sub *s_prev;
 	const char *const *s_topics; /* the actor's prefixes */
-	mb_actor          *s_actor;
-	uint64_t           s_pending; /* counted, not yet settled; bus lock */
+	mb_actor *s_actor;
+	uint64_t s_pending;        /* counted, not yet settled; bus lock */
 	struct mbi_seqtab *s_last; /* gets the registration snapshot */
-	struct mbi_seqtab  s_probe; /* snapshot for probe s_probe_gen; bus lock */
-	uint64_t           s_probe_gen;
+	/* The snapshot for probe s_probe_gen (0: none); bus lock. */
+	struct mbi_seqtab s_probe;
+	uint64_t s_probe_gen;
 };
 
 /* What one delivery settled, for mbi_bus_done. */
@@ -106,8 +107,8 @@ void mbi_bus_done(mb_bus *bus, struct mbi_sub *s, const struct mbi_done *d);
  * mbi_bus_probe_take - if gen is the probe s has a snapshot for, move that
  * snapshot into *out (the caller finis it) and return true.
  */
-bool mbi_bus_probe_take(
-    mb_bus *bus, struct mbi_sub *s, uint64_t gen, struct mbi_seqtab *out);
+bool mbi_bus_probe_take(mb_bus *bus, struct mbi_sub *s, uint64_t gen,
+                        struct mbi_seqtab *out);
 
 /* mbi_bus_recvbuf - the SUB queue depth from the bus options. */
 unsigned mbi_bus_recvbuf(const mb_bus *bus);
@@ -131,7 +132,7 @@ mbi_mono_ns(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec);
+	return ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
 }
 
 #endif /* MOBBUS_BUS_H */

@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct sockaddr_storage;
+
 #include "mobbus.pb-c.h"
 
 #ifdef __cplusplus
@@ -302,6 +304,32 @@ struct mb_policy_opts {
 /* mb_policy_start - start the policy actor on bus; *ap as mb_actor_start. */
 int mb_policy_start(mb_bus *bus, const struct mb_policy_opts *opts,
     mb_actor **ap);
+
+/*
+ * The connection actor: the app's sockets are disposable (ARCHITECTURE rule
+ * 5). A connection the app asked for (cmd/connect) may be open only in the
+ * foreground or while a wake window (fetch window or background task) is
+ * open; it is closed synchronously when the app goes to the background with
+ * no window open, when the last window's completion effect is sent, on
+ * suspend, and when the network goes away; it is dialled on foreground, when
+ * a window opens, and when the network comes back. Failed dials retry with
+ * exponential backoff and full jitter, capped. Each change of state is one
+ * "app/conn" message. Subscribes to cmd/, lifecycle/, notify/, wake/,
+ * effect/, conn/net and time/.
+ */
+struct mb_conn_opts {
+	size_t size;              /* sizeof(struct mb_conn_opts) */
+	/* Where a named endpoint is: fill a TCP address; NULL resolves the
+	 * URL's host and port. Called on the actor's thread. */
+	int (*resolve)(void *arg, const char *name, const char *url,
+	    struct sockaddr_storage *addr, unsigned *addrlen);
+	void *resolve_arg;
+	unsigned backoff_ms;      /* first retry ceiling; 0: 1000 */
+	unsigned backoff_cap_ms;  /* 0: 60000 */
+	uint64_t seed;            /* jitter; 0: from the clock */
+};
+/* mb_conn_start - start the connection actor; *ap as mb_actor_start. */
+int mb_conn_start(mb_bus *bus, const struct mb_conn_opts *opts, mb_actor **ap);
 
 /*
  * A consumer sink: receives what the consumer would receive (app/) and the

@@ -15,7 +15,7 @@
 	do {                                                                   \
 		int nuts_rv_ = (expr);                                         \
 		ck_assert_msg(nuts_rv_ == MB_OK, "%s: %s (%d)", #expr,         \
-		    mb_strerror(nuts_rv_), nuts_rv_);                          \
+		              mb_strerror(nuts_rv_), nuts_rv_);                \
 	} while (0)
 
 /* NUTS_FAIL - expr must return the error err. */
@@ -23,7 +23,7 @@
 	do {                                                                   \
 		int nuts_rv_ = (expr);                                         \
 		ck_assert_msg(nuts_rv_ == (err), "%s: got %s, want %s", #expr, \
-		    mb_err_name(nuts_rv_), mb_err_name(err));                  \
+		              mb_err_name(nuts_rv_), mb_err_name(err));        \
 	} while (0)
 
 /* nuts_cond_init - a condition variable that waits on CLOCK_MONOTONIC. */
@@ -48,7 +48,7 @@ nuts_deadline(int ms)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long) (ms % 1000) * 1000000L;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
 	if (ts.tv_nsec >= 1000000000L) {
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000L;

@@ -17,36 +17,38 @@
 /* ---- a recording actor --------------------------------------------------- */
 
 struct seen {
-	char     topic[MBI_TOPIC_MAX];
+	char topic[MBI_TOPIC_MAX];
 	uint32_t pub;
 	uint64_t seq;
 	uint64_t ts_ns;
-	int64_t  at_ms;
-	char     code[32]; /* BusError bodies */
+	int64_t at_ms;
+	char code[32]; /* BusError bodies */
 	uint32_t err_pub;
 	uint64_t missed;
 };
 
 struct rec {
 	pthread_mutex_t mtx;
-	pthread_cond_t  cv;
-	const char     *topics[4];
-	unsigned        max_restarts;
-	bool            keep;      /* record every envelope in seen[] */
-	bool            stall;     /* the first handle() waits for release */
-	bool            released;
-	int             entered;   /* handle() calls that reached the stall */
-	uint64_t        handled;   /* handle() calls that returned */
-	uint64_t        fail_on;   /* fail the Nth call; 0: never */
-	bool            fail_all;
-	const char     *republish; /* forward each envelope to this topic */
-	int             errors;    /* mb_publish failures inside handle() */
-	int             inits;
-	int             terms;
-	struct seen    *seen;
-	size_t          nseen;
-	size_t          cap;
-	mb_actor       *actor;
+	pthread_cond_t cv;
+	const char *topics[4];
+	unsigned max_restarts;
+	bool keep;  /* record every envelope in seen[] */
+	bool stall; /* the first handle() waits for release */
+	bool released;
+	int entered;        /* handle() calls that reached the stall */
+	uint64_t handled;   /* handle() calls that returned */
+	uint64_t first_seq; /* of the first and last envelope handled */
+	uint64_t last_seq;
+	uint64_t fail_on; /* fail the Nth call; 0: never */
+	bool fail_all;
+	const char *republish; /* forward each envelope to this topic */
+	int errors;            /* mb_publish failures inside handle() */
+	int inits;
+	int terms;
+	struct seen *seen;
+	size_t nseen;
+	size_t cap;
+	mb_actor *actor;
 };
 
 static void
@@ -57,7 +59,7 @@ rec_init(struct rec *r, const char *t0, const char *t1)
 	nuts_cond_init(&r->cv);
 	r->topics[0] = t0;
 	r->topics[1] = t1;
-	r->keep      = true;
+	r->keep = true;
 }
 
 static int
@@ -65,7 +67,7 @@ rec_init_cb(mb_actor *a, void *arg, void **statep)
 {
 	struct rec *r = arg;
 
-	(void) a;
+	(void)a;
 	pthread_mutex_lock(&r->mtx);
 	r->inits++;
 	pthread_mutex_unlock(&r->mtx);
@@ -78,7 +80,7 @@ rec_terminate_cb(mb_actor *a, void *state)
 {
 	struct rec *r = state;
 
-	(void) a;
+	(void)a;
 	pthread_mutex_lock(&r->mtx);
 	r->terms++;
 	pthread_mutex_unlock(&r->mtx);
@@ -88,8 +90,8 @@ static int
 rec_handle_cb(mb_actor *a, void *state, const mb_envelope *env)
 {
 	struct rec *r = state;
-	uint64_t    n;
-	bool        fail;
+	uint64_t n;
+	bool fail;
 
 	pthread_mutex_lock(&r->mtx);
 	if (r->stall && !r->released) {
@@ -103,24 +105,28 @@ rec_handle_cb(mb_actor *a, void *state, const mb_envelope *env)
 		struct seen *s;
 
 		if (r->nseen == r->cap) {
-			r->cap  = r->cap != 0 ? r->cap * 2 : 16;
+			r->cap = r->cap != 0 ? r->cap * 2 : 16;
 			r->seen = realloc(r->seen, r->cap * sizeof(*s));
 			ck_assert_ptr_nonnull(r->seen);
 		}
 		s = &r->seen[r->nseen++];
 		memset(s, 0, sizeof(*s));
 		strncpy(s->topic, env->topic, sizeof(s->topic) - 1);
-		s->pub   = env->publisher;
-		s->seq   = env->seq;
+		s->pub = env->publisher;
+		s->seq = env->seq;
 		s->ts_ns = env->ts_ns;
 		s->at_ms = env->at_ms;
 		if (env->body_case == MOBBUS__ENVELOPE__BODY_ERROR) {
 			strncpy(s->code, env->error->code, sizeof(s->code) - 1);
 			s->err_pub = env->error->publisher;
-			s->missed  = env->error->missed;
+			s->missed = env->error->missed;
 		}
 	}
-	n    = ++r->handled;
+	if (r->handled == 0) {
+		r->first_seq = env->seq;
+	}
+	r->last_seq = env->seq;
+	n = ++r->handled;
 	fail = r->fail_all || n == r->fail_on;
 	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mtx);
@@ -138,19 +144,19 @@ rec_handle_cb(mb_actor *a, void *state, const mb_envelope *env)
 }
 
 static struct mb_actor_ops rec_ops = {
-	.size      = sizeof(struct mb_actor_ops),
-	.name      = "rec",
-	.init      = rec_init_cb,
-	.handle    = rec_handle_cb,
-	.terminate = rec_terminate_cb,
+    .size = sizeof(struct mb_actor_ops),
+    .name = "rec",
+    .init = rec_init_cb,
+    .handle = rec_handle_cb,
+    .terminate = rec_terminate_cb,
 };
 
 static void
 rec_start(mb_bus *bus, struct rec *r, struct mb_actor_ops *ops)
 {
-	*ops        = rec_ops;
+	*ops = rec_ops;
 	ops->topics = r->topics;
-	ops->max_restarts      = r->max_restarts;
+	ops->max_restarts = r->max_restarts;
 	ops->restart_window_ms = 60000;
 	NUTS_PASS(mb_actor_start(bus, ops, r, &r->actor));
 }
@@ -169,7 +175,7 @@ static void
 rec_wait_entered(struct rec *r)
 {
 	struct timespec dl = nuts_deadline(WAIT_MS);
-	int             rv = 0;
+	int rv = 0;
 
 	pthread_mutex_lock(&r->mtx);
 	while (r->entered == 0 && rv != ETIMEDOUT) {
@@ -184,7 +190,7 @@ static void
 rec_wait_handled(struct rec *r, uint64_t n)
 {
 	struct timespec dl = nuts_deadline(WAIT_MS);
-	int             rv = 0;
+	int rv = 0;
 
 	pthread_mutex_lock(&r->mtx);
 	while (r->handled < n && rv != ETIMEDOUT) {
@@ -230,13 +236,13 @@ publish_n(mb_pub *pub, const char *topic, int n)
 
 START_TEST(test_roundtrip)
 {
-	mb_bus             *bus;
-	mb_pub             *pub;
-	struct rec          n, t;
+	mb_bus *bus;
+	mb_pub *pub;
+	struct rec n, t;
 	struct mb_actor_ops on, ot;
-	mb_envelope         env = MOBBUS__ENVELOPE__INIT;
-	char               *orig = env.topic;
-	int64_t             lo, hi;
+	mb_envelope env = MOBBUS__ENVELOPE__INIT;
+	char *orig = env.topic;
+	int64_t lo, hi;
 
 	NUTS_PASS(mb_bus_open(&bus, NULL));
 	rec_init(&n, "notify/", NULL);
@@ -261,10 +267,10 @@ START_TEST(test_roundtrip)
 	NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
 
 	ck_assert_uint_eq(n.nseen, 5); /* token/x filtered out */
-	const char *topics[] = { "notify/a", "notify/a", "notify/b",
-		"notify/a", "notify/b" };
-	uint64_t    seqs[]   = { 1, 2, 1, 3, 2 };
-	int64_t     ats[]    = { 1234, 1234, 1234, 5678, -1 };
+	const char *topics[] = {"notify/a", "notify/a", "notify/b", "notify/a",
+	                        "notify/b"};
+	uint64_t seqs[] = {1, 2, 1, 3, 2};
+	int64_t ats[] = {1234, 1234, 1234, 5678, -1};
 	for (int i = 0; i < 5; i++) {
 		ck_assert_str_eq(n.seen[i].topic, topics[i]);
 		ck_assert_uint_eq(n.seen[i].seq, seqs[i]);
@@ -301,9 +307,9 @@ END_TEST
 /* Two matching prefixes: nng sub0 delivers once, and drain counts once. */
 START_TEST(test_prefix_once)
 {
-	mb_bus             *bus;
-	mb_pub             *pub;
-	struct rec          r;
+	mb_bus *bus;
+	mb_pub *pub;
+	struct rec r;
 	struct mb_actor_ops ops;
 	struct mb_bus_stats st;
 
@@ -334,7 +340,7 @@ START_TEST(test_start_connected)
 	NUTS_PASS(mb_bus_open(&bus, NULL));
 	NUTS_PASS(mb_pub_alloc(bus, &pub));
 	for (int i = 0; i < 30; i++) {
-		struct rec          r;
+		struct rec r;
 		struct mb_actor_ops ops;
 
 		rec_init(&r, "s/", NULL);
@@ -342,7 +348,7 @@ START_TEST(test_start_connected)
 		publish_n(pub, "s/x", 1);
 		NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
 		ck_assert_uint_eq(r.handled, 1);
-		ck_assert_uint_eq(r.seen[0].seq, (uint64_t) i + 1);
+		ck_assert_uint_eq(r.seen[0].seq, (uint64_t)i + 1);
 		mb_actor_stop(r.actor);
 		ck_assert_int_eq(r.terms, 1);
 		rec_fini(&r);
@@ -355,9 +361,9 @@ END_TEST
  * with no false gap; one published while no actor listened is not counted. */
 START_TEST(test_baseline)
 {
-	mb_bus             *bus;
-	mb_pub             *pub;
-	struct rec          r;
+	mb_bus *bus;
+	mb_pub *pub;
+	struct rec r;
 	struct mb_actor_ops ops;
 	struct mb_bus_stats st;
 
@@ -382,27 +388,27 @@ END_TEST
 
 static void
 send_forged(mb_bus *bus, const char *wire_topic, const char *topic,
-    uint32_t publisher, uint64_t seq)
+            uint32_t publisher, uint64_t seq)
 {
 	mb_envelope env = MOBBUS__ENVELOPE__INIT;
-	uint8_t     buf[256];
-	size_t      tl = strlen(wire_topic);
+	uint8_t buf[256];
+	size_t tl = strlen(wire_topic);
 
-	env.topic     = (char *) topic;
+	env.topic = (char *)topic;
 	env.publisher = publisher;
-	env.seq       = seq;
+	env.seq = seq;
 	memcpy(buf, wire_topic, tl + 1);
 	ck_assert_uint_lt(mobbus__envelope__get_packed_size(&env),
-	    sizeof(buf) - tl - 1);
-	NUTS_PASS(mbi_bus_send_raw(bus, buf,
-	    tl + 1 + mobbus__envelope__pack(&env, buf + tl + 1)));
+	                  sizeof(buf) - tl - 1);
+	NUTS_PASS(mbi_bus_send_raw(
+	    bus, buf, tl + 1 + mobbus__envelope__pack(&env, buf + tl + 1)));
 }
 
 /* A hole in a stream from a publisher born after the actor is reported. */
 START_TEST(test_gap_report)
 {
-	mb_bus             *bus;
-	struct rec          r, w;
+	mb_bus *bus;
+	struct rec r, w;
 	struct mb_actor_ops ro, wo;
 	struct mb_bus_stats st;
 
@@ -442,20 +448,20 @@ END_TEST
  */
 START_TEST(test_never_blocks)
 {
-	mb_bus             *bus;
-	mb_pub             *pub;
-	struct rec          s[2], w;
+	mb_bus *bus;
+	mb_pub *pub;
+	struct rec s[2], w;
 	struct mb_actor_ops so[2], wo;
 	struct mb_bus_stats st;
-	int                 failed = 0;
-	uint64_t            total_missed = 0;
-	size_t              ngaps = 0;
+	int failed = 0;
+	uint64_t total_missed = 0;
+	size_t ngaps = 0;
 
 	NUTS_PASS(mb_bus_open(&bus, NULL));
 	for (int i = 0; i < 2; i++) {
 		rec_init(&s[i], "load/", NULL);
 		s[i].stall = true;
-		s[i].keep  = false;
+		s[i].keep = false;
 		rec_start(bus, &s[i], &so[i]);
 	}
 	rec_init(&w, "bus/", NULL);
@@ -487,19 +493,23 @@ START_TEST(test_never_blocks)
 	NUTS_PASS(mb_bus_drain(bus, 4 * WAIT_MS));
 
 	for (int i = 0; i < 2; i++) {
-		uint32_t id     = mb_pub_id(mb_actor_pub(s[i].actor));
+		uint32_t id = mb_pub_id(mb_actor_pub(s[i].actor));
 		uint64_t missed = 0;
 
 		for (size_t j = 0; j < w.nseen; j++) {
 			if (w.seen[j].pub == id &&
 			    strcmp(w.seen[j].code, "gap") == 0) {
-				ck_assert_uint_eq(w.seen[j].err_pub, mb_pub_id(pub));
+				ck_assert_uint_eq(w.seen[j].err_pub,
+				                  mb_pub_id(pub));
 				missed += w.seen[j].missed;
 				ngaps++;
 			}
 		}
 		ck_assert_uint_gt(missed, 0);
 		ck_assert_uint_eq(s[i].handled + missed, FLOOD);
+		/* pub0 drops the oldest queued: the newest always arrives. */
+		ck_assert_uint_eq(s[i].first_seq, 1);
+		ck_assert_uint_eq(s[i].last_seq, FLOOD);
 		total_missed += missed;
 	}
 	mb_bus_stats(bus, &st);
@@ -522,18 +532,18 @@ END_TEST
  */
 START_TEST(test_tail_loss)
 {
-	mb_bus             *bus;
-	mb_pub             *p, *q;
-	struct rec          x, w;
+	mb_bus *bus;
+	mb_pub *p, *q;
+	struct rec x, w;
 	struct mb_actor_ops xo, wo;
 	struct mb_bus_stats st;
-	uint32_t            pid;
-	uint64_t            missed = 0;
+	uint32_t pid;
+	uint64_t missed = 0;
 
 	NUTS_PASS(mb_bus_open(&bus, NULL));
 	rec_init(&x, "a/", "b/");
 	x.stall = true;
-	x.keep  = false;
+	x.keep = false;
 	rec_init(&w, "bus/", NULL);
 	rec_start(bus, &x, &xo);
 	rec_start(bus, &w, &wo);
@@ -551,7 +561,8 @@ START_TEST(test_tail_loss)
 
 	for (size_t i = 0; i < w.nseen; i++) {
 		ck_assert_str_eq(w.seen[i].code, "gap");
-		ck_assert_uint_eq(w.seen[i].pub, mb_pub_id(mb_actor_pub(x.actor)));
+		ck_assert_uint_eq(w.seen[i].pub,
+		                  mb_pub_id(mb_actor_pub(x.actor)));
 		ck_assert_uint_eq(w.seen[i].err_pub, pid);
 		missed += w.seen[i].missed;
 	}
@@ -566,20 +577,78 @@ START_TEST(test_tail_loss)
 }
 END_TEST
 
+struct pub_thread {
+	mb_pub *pub;
+	int n;
+	int failed;
+};
+
+static void *
+pub_thread_main(void *arg)
+{
+	struct pub_thread *pt = arg;
+
+	for (int i = 0; i < pt->n; i++) {
+		mb_envelope env = MOBBUS__ENVELOPE__INIT;
+
+		if (mb_publish(pt->pub, "m/x", &env) != MB_OK) {
+			pt->failed++;
+		}
+	}
+	return (NULL);
+}
+
+/* One publisher shared by threads: seqs are unique and arrive in order. */
+START_TEST(test_concurrent_publish)
+{
+	mb_bus *bus;
+	mb_pub *pub;
+	struct rec r;
+	struct mb_actor_ops ops;
+	struct mb_bus_stats st;
+	pthread_t thr[4];
+	struct pub_thread pt[4];
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	rec_init(&r, "m/", NULL);
+	rec_start(bus, &r, &ops);
+	NUTS_PASS(mb_pub_alloc(bus, &pub));
+	for (int i = 0; i < 4; i++) {
+		pt[i] = (struct pub_thread){.pub = pub, .n = 1500};
+		ck_assert_int_eq(
+		    pthread_create(&thr[i], NULL, pub_thread_main, &pt[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(thr[i], NULL);
+		ck_assert_int_eq(pt[i].failed, 0);
+	}
+	NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
+	/* 6000 fit in the queues: nothing may be lost, nothing reordered. */
+	ck_assert_uint_eq(r.nseen, 6000);
+	for (size_t i = 0; i < r.nseen; i++) {
+		ck_assert_uint_eq(r.seen[i].seq, i + 1);
+	}
+	mb_bus_stats(bus, &st);
+	ck_assert_uint_eq(st.gaps, 0);
+	mb_bus_close(bus);
+	rec_fini(&r);
+}
+END_TEST
+
 /* Drain covers what handlers publish in turn. */
 START_TEST(test_drain_followups)
 {
-	mb_bus             *bus;
-	mb_pub             *pub;
-	struct rec          a, b;
+	mb_bus *bus;
+	mb_pub *pub;
+	struct rec a, b;
 	struct mb_actor_ops ao, bo;
 	struct mb_bus_stats st;
 
 	NUTS_PASS(mb_bus_open(&bus, NULL));
 	rec_init(&a, "a/", NULL);
 	rec_init(&b, "b/", NULL);
-	a.keep      = false;
-	b.keep      = false;
+	a.keep = false;
+	b.keep = false;
 	a.republish = "b/x";
 	rec_start(bus, &a, &ao);
 	rec_start(bus, &b, &bo);
@@ -602,9 +671,9 @@ END_TEST
 
 START_TEST(test_drain_timeout)
 {
-	mb_bus             *bus;
-	mb_pub             *pub;
-	struct rec          r;
+	mb_bus *bus;
+	mb_pub *pub;
+	struct rec r;
 	struct mb_actor_ops ops;
 
 	NUTS_PASS(mb_bus_open(&bus, NULL));
@@ -626,9 +695,9 @@ END_TEST
 /* Stopping an actor forgets what it still had pending. */
 START_TEST(test_stop_pending)
 {
-	mb_bus             *bus;
-	mb_pub             *pub;
-	struct rec          r;
+	mb_bus *bus;
+	mb_pub *pub;
+	struct rec r;
 	struct mb_actor_ops ops;
 
 	NUTS_PASS(mb_bus_open(&bus, NULL));
@@ -650,9 +719,9 @@ END_TEST
 
 START_TEST(test_restart)
 {
-	mb_bus             *bus;
-	mb_pub             *pub;
-	struct rec          r, w;
+	mb_bus *bus;
+	mb_pub *pub;
+	struct rec r, w;
 	struct mb_actor_ops ro, wo;
 	struct mb_bus_stats st;
 
@@ -670,8 +739,8 @@ START_TEST(test_restart)
 	ck_assert_int_eq(r.inits, 2);
 	ck_assert_int_eq(r.terms, 1);
 	ck_assert_uint_eq(rec_count_code(&w, "handler_failed",
-	                      mb_pub_id(mb_actor_pub(r.actor))),
-	    1);
+	                                 mb_pub_id(mb_actor_pub(r.actor))),
+	                  1);
 	ck_assert_uint_eq(rec_count_code(&w, "restart_limit", 0), 0);
 	mb_bus_stats(bus, &st);
 	ck_assert_uint_eq(st.restarts, 1);
@@ -685,15 +754,15 @@ END_TEST
 
 START_TEST(test_restart_limit)
 {
-	mb_bus             *bus;
-	mb_pub             *pub;
-	struct rec          r, w;
+	mb_bus *bus;
+	mb_pub *pub;
+	struct rec r, w;
 	struct mb_actor_ops ro, wo;
 	struct mb_bus_stats st;
 
 	NUTS_PASS(mb_bus_open(&bus, NULL));
 	rec_init(&r, "r/", NULL);
-	r.fail_all     = true;
+	r.fail_all = true;
 	r.max_restarts = 2;
 	rec_init(&w, "bus/", NULL);
 	rec_start(bus, &r, &ro);
@@ -724,11 +793,11 @@ END_TEST
 
 START_TEST(test_malformed)
 {
-	mb_bus             *bus;
-	mb_pub             *pub;
-	struct rec          r, w;
+	mb_bus *bus;
+	mb_pub *pub;
+	struct rec r, w;
 	struct mb_actor_ops ro, wo;
-	static const char   junk[] = "x/bad\0\xff\xff\xff\xff\xff";
+	static const char junk[] = "x/bad\0\xff\xff\xff\xff\xff";
 
 	NUTS_PASS(mb_bus_open(&bus, NULL));
 	rec_init(&r, "x/", NULL);
@@ -747,8 +816,8 @@ START_TEST(test_malformed)
 	ck_assert_uint_eq(r.handled, 1);
 	ck_assert_str_eq(r.seen[0].topic, "x/ok");
 	ck_assert_uint_eq(rec_count_code(&w, "bad_envelope",
-	                      mb_pub_id(mb_actor_pub(r.actor))),
-	    4);
+	                                 mb_pub_id(mb_actor_pub(r.actor))),
+	                  4);
 	for (size_t i = 0; i < w.nseen; i++) {
 		ck_assert_str_eq(w.seen[i].topic, "bus/error");
 	}
@@ -760,13 +829,13 @@ END_TEST
 
 START_TEST(test_errors)
 {
-	mb_bus             *bus;
-	mb_pub             *pub;
-	mb_actor           *a;
-	mb_envelope         env = MOBBUS__ENVELOPE__INIT;
-	struct mb_bus_opts  big = { .size = sizeof(big), .sendbuf = 9000 };
-	struct mb_actor_ops bad = { .size = sizeof(bad), .name = "bad" };
-	char                longt[MBI_TOPIC_MAX + 1];
+	mb_bus *bus;
+	mb_pub *pub;
+	mb_actor *a;
+	mb_envelope env = MOBBUS__ENVELOPE__INIT;
+	struct mb_bus_opts big = {.size = sizeof(big), .sendbuf = 9000};
+	struct mb_actor_ops bad = {.size = sizeof(bad), .name = "bad"};
+	char longt[MBI_TOPIC_MAX + 1];
 
 	ck_assert_str_eq(mb_err_name(MB_ETOOLARGE), "payload_too_large");
 	ck_assert_str_eq(mb_err_name(MB_EPROTO), "bad_envelope");
@@ -800,22 +869,22 @@ END_TEST
 static int
 fail_init_cb(mb_actor *a, void *arg, void **statep)
 {
-	(void) a;
-	(void) arg;
-	(void) statep;
+	(void)a;
+	(void)arg;
+	(void)statep;
 	return (MB_EDB);
 }
 
 /* init's own error comes back from mb_actor_start; nothing leaks. */
 START_TEST(test_init_fails)
 {
-	mb_bus             *bus;
-	mb_actor           *a = NULL;
-	const char         *topics[] = { "i/", NULL };
-	struct mb_actor_ops ops      = rec_ops;
+	mb_bus *bus;
+	mb_actor *a = NULL;
+	const char *topics[] = {"i/", NULL};
+	struct mb_actor_ops ops = rec_ops;
 
 	ops.topics = topics;
-	ops.init   = fail_init_cb;
+	ops.init = fail_init_cb;
 	NUTS_PASS(mb_bus_open(&bus, NULL));
 	NUTS_FAIL(mb_actor_start(bus, &ops, NULL, &a), MB_EDB);
 	ck_assert_ptr_null(a);
@@ -826,9 +895,9 @@ END_TEST
 /* Closing the bus stops running actors and frees publishers left over. */
 START_TEST(test_close_running)
 {
-	mb_bus             *bus;
-	mb_pub             *p1, *p2;
-	struct rec          r1, r2;
+	mb_bus *bus;
+	mb_pub *p1, *p2;
+	struct rec r1, r2;
 	struct mb_actor_ops o1, o2;
 
 	NUTS_PASS(mb_bus_open(&bus, NULL));
@@ -855,24 +924,25 @@ bus_suite(void)
 	struct {
 		const char *name;
 		const TTest *fn;
-		double      timeout;
+		double timeout;
 	} cases[] = {
-		{ "roundtrip", test_roundtrip, 30 },
-		{ "prefix_once", test_prefix_once, 30 },
-		{ "start_connected", test_start_connected, 60 },
-		{ "baseline", test_baseline, 30 },
-		{ "gap_report", test_gap_report, 30 },
-		{ "never_blocks", test_never_blocks, 300 },
-		{ "tail_loss", test_tail_loss, 60 },
-		{ "drain_followups", test_drain_followups, 60 },
-		{ "drain_timeout", test_drain_timeout, 30 },
-		{ "stop_pending", test_stop_pending, 30 },
-		{ "restart", test_restart, 30 },
-		{ "restart_limit", test_restart_limit, 30 },
-		{ "malformed", test_malformed, 30 },
-		{ "errors", test_errors, 30 },
-		{ "init_fails", test_init_fails, 30 },
-		{ "close_running", test_close_running, 30 },
+	    {"roundtrip", test_roundtrip, 30},
+	    {"prefix_once", test_prefix_once, 30},
+	    {"start_connected", test_start_connected, 60},
+	    {"baseline", test_baseline, 30},
+	    {"gap_report", test_gap_report, 30},
+	    {"never_blocks", test_never_blocks, 300},
+	    {"tail_loss", test_tail_loss, 60},
+	    {"concurrent_publish", test_concurrent_publish, 60},
+	    {"drain_followups", test_drain_followups, 60},
+	    {"drain_timeout", test_drain_timeout, 30},
+	    {"stop_pending", test_stop_pending, 30},
+	    {"restart", test_restart, 30},
+	    {"restart_limit", test_restart_limit, 30},
+	    {"malformed", test_malformed, 30},
+	    {"errors", test_errors, 30},
+	    {"init_fails", test_init_fails, 30},
+	    {"close_running", test_close_running, 30},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -889,7 +959,7 @@ int
 main(void)
 {
 	SRunner *sr = srunner_create(bus_suite());
-	int      failed;
+	int failed;
 
 	srunner_set_fork_status(sr, CK_FORK);
 	srunner_run_all(sr, CK_NORMAL);

@@ -8,7 +8,10 @@
  * kill line the driver SIGKILLs it; the next process starts afresh on the
  * same file, with only what the store had committed.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +54,8 @@ child_subscribe(struct mb_sim *s, int64_t at)
  */
 static void
 child_run(const struct mb_trace *t, size_t start, int first,
-    const char *db_path, FILE *out)
+    const char *db_path, struct mb_sim_server *servers, int nservers,
+    FILE *out)
 {
 	struct mb_sim s = { 0 };
 	int first_up = first && t->consumer_up_at >= 0;
@@ -62,6 +66,9 @@ child_run(const struct mb_trace *t, size_t start, int first,
 	s.first = first;
 	s.db_path = db_path;
 	s.out = out;
+	s.servers = servers;
+	s.nservers = nservers;
+	mbi_sim_servers_listen(&s);
 	s.now = t->lines[start].at;
 	prev_at = s.now;
 	for (size_t i = start; i < t->nlines && rv == MB_OK; i++) {
@@ -123,7 +130,8 @@ transcript_add(struct mb_transcript *tr, const char *line)
  */
 static int
 run_process(const struct mb_trace *t, size_t start, int first,
-    const char *db_path, struct mb_transcript *out, long *killed_at)
+    const char *db_path, struct mb_sim_server *servers, int nservers,
+    struct mb_transcript *out, long *killed_at)
 {
 	int fds[2], status, rv = MB_EIO;
 	char *line = NULL;
@@ -145,7 +153,8 @@ run_process(const struct mb_trace *t, size_t start, int first,
 		FILE *out_f = fdopen(fds[1], "w");
 		close(fds[0]);
 		if (out_f != NULL)
-			child_run(t, start, first, db_path, out_f);
+			child_run(t, start, first, db_path, servers, nservers,
+			    out_f);
 		_exit(0);
 	}
 	close(fds[1]);
@@ -196,10 +205,74 @@ remove_db(const char *path)
 	unlink(side);
 }
 
+/* The world outside the app: one local TCP port per server the trace names,
+ * chosen now so that every process of the replay dials the same one. */
+static int
+servers_init(const struct mb_trace *t, struct mb_sim_server **svp, int *np)
+{
+	struct mb_sim_server *sv = NULL;
+	int n = 0;
+
+	for (size_t i = 0; i < t->nlines; i++) {
+		const char *name = mbi_json_str(t->lines[i].obj, "name");
+		struct sockaddr_in a = { .sin_family = AF_INET,
+			.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		socklen_t len = sizeof(a);
+		int known = 0, fd;
+
+		if (t->lines[i].cb != MB_CB_SERVER)
+			continue;
+		for (int k = 0; k < n; k++)
+			known |= strcmp(sv[k].name, name) == 0;
+		if (known)
+			continue;
+		struct mb_sim_server *nsv = realloc(sv, (size_t)(n + 1) * sizeof(*sv));
+		if (nsv == NULL)
+			goto fail;
+		sv = nsv;
+		memset(&sv[n], 0, sizeof(sv[n]));
+		snprintf(sv[n].name, sizeof(sv[n].name), "%s", name);
+		sv[n].fd = -1;
+		if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+			goto fail;
+		if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+		    getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+			close(fd);
+			goto fail;
+		}
+		close(fd);
+		sv[n++].port = ntohs(a.sin_port);
+	}
+	*svp = sv;
+	*np = n;
+	return MB_OK;
+fail:
+	free(sv);
+	return MB_EIO;
+}
+
+/* Server lines a finished or dropped stretch of the trace held. */
+static void
+servers_follow(const struct mb_trace *t, size_t from, size_t to,
+    struct mb_sim_server *sv, int n)
+{
+	for (size_t i = from; i < to && i < t->nlines; i++) {
+		const char *name = mbi_json_str(t->lines[i].obj, "name");
+		const char *state = mbi_json_str(t->lines[i].obj, "state");
+		if (t->lines[i].cb != MB_CB_SERVER)
+			continue;
+		for (int k = 0; k < n; k++)
+			if (strcmp(sv[k].name, name) == 0)
+				sv[k].up = strcmp(state, "up") == 0;
+	}
+}
+
 int
 mb_replay(const struct mb_trace *t, const struct mb_replay_opts *opts,
     struct mb_transcript *out)
 {
+	struct mb_sim_server *servers = NULL;
+	int nservers = 0;
 	char tmp[4096];
 	const char *db = opts ? opts->db_path : NULL;
 	int force_stopped = 0, processes = 0, rv = MB_OK;
@@ -217,17 +290,25 @@ mb_replay(const struct mb_trace *t, const struct mb_replay_opts *opts,
 		close(fd);
 		db = tmp;
 	}
+	if ((rv = servers_init(t, &servers, &nservers)) != MB_OK) {
+		if (opts == NULL || opts->db_path == NULL)
+			remove_db(tmp);
+		return rv;
+	}
 	while (i < t->nlines && rv == MB_OK) {
 		const struct mb_trace_line *l = &t->lines[i];
 		long killed_at;
 
 		if (!starts_process(t, l, force_stopped)) {
+			servers_follow(t, i, i + 1, servers, nservers);
 			i++; /* no process: the OS drops it */
 			continue;
 		}
-		rv = run_process(t, i, processes++ == 0, db, out, &killed_at);
+		rv = run_process(t, i, processes++ == 0, db, servers, nservers,
+		    out, &killed_at);
 		if (rv != MB_OK || killed_at < 0)
 			break;
+		servers_follow(t, i, (size_t)killed_at, servers, nservers);
 		l = &t->lines[killed_at];
 		/* Android force stop: no FCM delivery until the next launch. */
 		force_stopped = t->os == MB_OS_ANDROID &&
@@ -238,5 +319,6 @@ mb_replay(const struct mb_trace *t, const struct mb_replay_opts *opts,
 	}
 	if (opts == NULL || opts->db_path == NULL)
 		remove_db(tmp);
+	free(servers);
 	return rv;
 }

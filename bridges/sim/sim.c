@@ -8,6 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "json.h"
 #include "replay.h"
 #include "sim.h"
@@ -107,6 +112,93 @@ mbi_sim_too_large(struct mb_sim *s, const struct mb_trace_line *l,
 /* The consumer: each line it receives goes to the replay driver, which
  * outlives this process. */
 static int
+server_listen(struct mb_sim_server *sv)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+		.sin_port = htons((uint16_t)sv->port),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int one = 1;
+
+	if (sv->fd >= 0)
+		return MB_OK;
+	if ((sv->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return MB_EIO;
+	setsockopt(sv->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(sv->fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+	    listen(sv->fd, 64) != 0) {
+		close(sv->fd);
+		sv->fd = -1;
+		return MB_EIO;
+	}
+	return MB_OK;
+}
+
+/* In a new process: the servers that are up listen again. */
+void
+mbi_sim_servers_listen(struct mb_sim *s)
+{
+	for (int i = 0; i < s->nservers; i++) {
+		s->servers[i].fd = -1;
+		if (s->servers[i].up)
+			(void)server_listen(&s->servers[i]);
+	}
+}
+
+/*
+ * A server line. Down and refuse close the listener, which resets the
+ * connections it holds; the connection actor notices at once (a tick at the
+ * same time), unless the process is frozen.
+ */
+int
+mbi_sim_server(struct mb_sim *s, const struct mb_trace_line *l)
+{
+	const char *name = mbi_json_str(l->obj, "name");
+	const char *state = mbi_json_str(l->obj, "state");
+	Mobbus__Tick tick = MOBBUS__TICK__INIT;
+	mb_envelope env = MOBBUS__ENVELOPE__INIT;
+
+	for (int i = 0; i < s->nservers; i++) {
+		struct mb_sim_server *sv = &s->servers[i];
+		if (strcmp(sv->name, name) != 0)
+			continue;
+		sv->up = strcmp(state, "up") == 0;
+		if (sv->up) {
+			(void)server_listen(sv);
+		} else if (sv->fd >= 0) {
+			close(sv->fd);
+			sv->fd = -1;
+		}
+	}
+	if (!s->alive || s->suspended)
+		return MB_OK;
+	tick.now_ms = s->now;
+	env.body_case = MOBBUS__ENVELOPE__BODY_TICK;
+	env.tick = &tick;
+	return mb_publish(s->pub, MB_TOPIC_TIME, &env);
+}
+
+static int
+sim_resolve_cb(void *arg, const char *name, const char *url,
+    struct sockaddr_storage *addr, unsigned *addrlen)
+{
+	struct mb_sim *s = arg;
+	struct sockaddr_in *a = (struct sockaddr_in *)addr;
+
+	(void)url; /* recorded as given; the replay's endpoint is local */
+	for (int i = 0; i < s->nservers; i++) {
+		if (strcmp(s->servers[i].name, name) != 0)
+			continue;
+		memset(addr, 0, sizeof(*addr));
+		a->sin_family = AF_INET;
+		a->sin_port = htons((uint16_t)s->servers[i].port);
+		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		*addrlen = sizeof(*a);
+		return MB_OK;
+	}
+	return MB_EINVAL; /* no server line names it: nothing answers */
+}
+
+static int
 sink_receive_cb(void *arg, const mb_envelope *env)
 {
 	struct mb_sim *s = arg;
@@ -149,6 +241,10 @@ mbi_sim_process_start(struct mb_sim *s)
 		.path = s->db_path, .commit_delay_ms = MB_SIM_COMMIT_DELAY_MS };
 	struct mb_deliver_opts dopts = { .size = sizeof(dopts),
 		.manual_ack = s->trace->manual_ack };
+	struct mb_conn_opts copts = { .size = sizeof(copts),
+		.resolve = sim_resolve_cb, .resolve_arg = s,
+		.backoff_ms = 1000, .backoff_cap_ms = 60000,
+		.seed = 0x6d6f62627573ULL };
 	struct mb_policy_opts popts = { .size = sizeof(popts),
 		.os = s->trace->os == MB_OS_ANDROID ? MOBBUS__OS__OS_ANDROID :
 		                                      MOBBUS__OS__OS_IOS,
@@ -173,7 +269,8 @@ mbi_sim_process_start(struct mb_sim *s)
 		goto fail;
 	dopts.store = s->store;
 	if ((rv = mb_deliver_start(s->bus, &dopts, &s->deliver)) != MB_OK ||
-	    (rv = mb_policy_start(s->bus, &popts, &s->policy)) != MB_OK)
+	    (rv = mb_policy_start(s->bus, &popts, &s->policy)) != MB_OK ||
+	    (rv = mb_conn_start(s->bus, &copts, &s->conn)) != MB_OK)
 		goto fail;
 	s->alive = 1;
 	s->force_stopped = 0;
@@ -294,8 +391,10 @@ mbi_sim_common(struct mb_sim *s, const struct mb_trace_line *l)
 		                               "keepalive/fgs_stop",
 		    &env, l);
 	}
+	case MB_CB_SERVER:
+		return mbi_sim_server(s, l);
 	default:
-		/* server and advance: nothing on the bus yet */
+		/* advance: time moved, and that is all */
 		return MB_OK;
 	}
 }

@@ -14,6 +14,15 @@
 #define MB_SIM_COMMIT_DELAY_MS 2
 #define MB_SIM_DRAIN_MS 10000
 
+/* An endpoint the trace's server lines control: a real TCP listener on
+ * 127.0.0.1, listening while the server is up. */
+struct mb_sim_server {
+	char name[64];
+	int port;
+	int up;
+	int fd;                /* listening socket in the running process */
+};
+
 struct mb_sim {
 	const struct mb_trace *trace;
 	/* The process, when one runs. */
@@ -34,6 +43,9 @@ struct mb_sim {
 	int active;            /* iOS: between did_become_active and resign */
 	int foreground;        /* Android: between on_start and on_stop */
 	FILE *out;             /* transcript lines go here */
+	struct mb_sim_server *servers;
+	int nservers;
+	mb_actor *conn;
 };
 
 /* Platform translation: one trace line into envelopes on the bus. */
@@ -52,6 +64,8 @@ void mbi_sim_lifecycle(struct mb_sim *s, Mobbus__Lifecycle__Event ev,
 int mbi_sim_too_large(struct mb_sim *s, const struct mb_trace_line *l,
     size_t bytes, const char *push_id);
 int mbi_sim_common(struct mb_sim *s, const struct mb_trace_line *l);
+int mbi_sim_server(struct mb_sim *s, const struct mb_trace_line *l);
+void mbi_sim_servers_listen(struct mb_sim *s);
 void mbi_sim_hash(const char *text, char out[17]);
 char *mbi_sim_strip_reserved(json_t *obj); /* compact JSON of data */
 
