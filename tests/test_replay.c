@@ -428,6 +428,84 @@ START_TEST(test_android_keep_alive_and_fgs)
 }
 END_TEST
 
+START_TEST(test_conn_foreground_background)
+{
+	/* One up per foreground period; background closes synchronously; a
+	 * duplicate foreground dials nothing; a refused server gives no line
+	 * until a backoff retry finds it up again. */
+	EXPECT_TRANSCRIPT(AND_HDR
+	    "{\"at\":0,\"cb\":\"process_start\"}\n"
+	    "{\"at\":1,\"cb\":\"server\",\"name\":\"api\",\"state\":\"up\"}\n"
+	    "{\"at\":2,\"cb\":\"on_start\"}\n"
+	    "{\"at\":3,\"cb\":\"app\",\"do\":\"connect\",\"name\":\"api\","
+	    "\"url\":\"wss://api.example.com/ws\"}\n"
+	    "{\"at\":4,\"cb\":\"on_start\"}\n"
+	    "{\"at\":5,\"cb\":\"on_stop\"}\n"
+	    "{\"at\":6,\"cb\":\"server\",\"name\":\"api\",\"state\":\"refuse\"}\n"
+	    "{\"at\":7,\"cb\":\"on_start\"}\n"
+	    "{\"at\":8,\"cb\":\"server\",\"name\":\"api\",\"state\":\"up\"}\n"
+	    "{\"at\":400000,\"cb\":\"advance\"}\n"
+	    "{\"at\":400001,\"cb\":\"server\",\"name\":\"api\",\"state\":\"down\"}\n",
+	    "{\"msg\":\"device\",\"event\":\"will_enter_foreground\"}\n"
+	    "{\"msg\":\"conn\",\"name\":\"api\",\"state\":\"up\"}\n"
+	    "{\"msg\":\"device\",\"event\":\"will_enter_foreground\"}\n"
+	    "{\"msg\":\"device\",\"event\":\"did_enter_background\"}\n"
+	    "{\"msg\":\"conn\",\"name\":\"api\",\"state\":\"down\"}\n"
+	    "{\"msg\":\"device\",\"event\":\"will_enter_foreground\"}\n"
+	    "{\"msg\":\"conn\",\"name\":\"api\",\"state\":\"up\"}\n"
+	    "{\"msg\":\"conn\",\"name\":\"api\",\"state\":\"down\"}\n");
+}
+END_TEST
+
+START_TEST(test_conn_offline_and_windows)
+{
+	/* iOS: a connect in the background waits for a window; the window's
+	 * completion closes it after the effect; offline drops it. */
+	EXPECT_TRANSCRIPT(IOS_HDR
+	    "{\"at\":0,\"cb\":\"launch\"}\n"
+	    "{\"at\":1,\"cb\":\"server\",\"name\":\"s\",\"state\":\"up\"}\n"
+	    "{\"at\":2,\"cb\":\"app\",\"do\":\"connect\",\"name\":\"s\","
+	    "\"url\":\"wss://s.example.com/\"}\n"
+	    "{\"at\":3,\"cb\":\"bg_task\",\"identifier\":\"t\",\"budget_ms\":"
+	    "100}\n"
+	    "{\"at\":200,\"cb\":\"advance\"}\n"
+	    "{\"at\":300,\"cb\":\"did_become_active\"}\n"
+	    "{\"at\":400,\"cb\":\"net\",\"online\":false}\n"
+	    "{\"at\":500,\"cb\":\"net\",\"online\":true}\n",
+	    "{\"msg\":\"wake_fired\",\"id\":\"t\"}\n"
+	    "{\"msg\":\"conn\",\"name\":\"s\",\"state\":\"up\"}\n"
+	    "{\"effect\":\"task_completed\",\"identifier\":\"t\","
+	    "\"success\":false}\n"
+	    "{\"msg\":\"conn\",\"name\":\"s\",\"state\":\"down\"}\n"
+	    "{\"msg\":\"device\",\"event\":\"did_become_active\"}\n"
+	    "{\"msg\":\"conn\",\"name\":\"s\",\"state\":\"up\"}\n"
+	    "{\"msg\":\"device\",\"event\":\"connectivity_changed\","
+	    "\"online\":false}\n"
+	    "{\"msg\":\"conn\",\"name\":\"s\",\"state\":\"down\"}\n"
+	    "{\"msg\":\"device\",\"event\":\"connectivity_changed\","
+	    "\"online\":true}\n"
+	    "{\"msg\":\"conn\",\"name\":\"s\",\"state\":\"up\"}\n");
+}
+END_TEST
+
+START_TEST(test_kill_keeps_committed)
+{
+	/* A kill is a real SIGKILL: the tap stored before it (and committed,
+	 * time having passed) is handed in the next process, never handed
+	 * before, so redelivered is false. */
+	EXPECT_TRANSCRIPT(
+	    "{\"trace\":1,\"os\":\"android\",\"app\":{\"consumer_up_at\":null}}\n"
+	    "{\"at\":0,\"cb\":\"process_start\",\"extras\":{\"google.message_id\":"
+	    "\"M1\"}}\n"
+	    "{\"at\":100,\"cb\":\"kill\",\"by\":\"os\"}\n"
+	    "{\"at\":200,\"cb\":\"process_start\"}\n"
+	    "{\"at\":300,\"cb\":\"app\",\"do\":\"subscribe\"}\n",
+	    "{\"msg\":\"notification\",\"id\":\"M1\",\"title\":null,\"body\":null,"
+	    "\"data\":{},\"source\":\"push\",\"presentation\":\"tap\",\"action\":"
+	    "\"default\",\"cold_start\":true,\"redelivered\":false}\n");
+}
+END_TEST
+
 START_TEST(test_server_and_advance_accepted)
 {
 	/* server lines and advance are valid input with nothing to hand. */
@@ -488,6 +566,9 @@ replay_suite(void)
 		    test_android_force_stop_and_headless },
 		{ "android_keep_alive_and_fgs", test_android_keep_alive_and_fgs },
 		{ "server_and_advance_accepted", test_server_and_advance_accepted },
+		{ "conn_foreground_background", test_conn_foreground_background },
+		{ "conn_offline_and_windows", test_conn_offline_and_windows },
+		{ "kill_keeps_committed", test_kill_keeps_committed },
 		{ "manual_ack_restart_redelivers",
 		    test_manual_ack_restart_redelivers },
 	};
