@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -65,19 +66,33 @@ mbi_sim_publish(struct mb_sim *s, const char *topic, mb_envelope *env,
 	return mb_publish(s->pub, topic, env);
 }
 
+static const char *
+lifecycle_topic(Mobbus__Lifecycle__Event ev)
+{
+	const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
+	    &mobbus__lifecycle__event__descriptor, (int)ev);
+
+	/* The enum's own names, in lower case: "lifecycle/launch", ... */
+	return v != NULL ? v->name : "unknown";
+}
+
 void
 mbi_sim_lifecycle(struct mb_sim *s, Mobbus__Lifecycle__Event ev,
     const struct mb_trace_line *l)
 {
 	Mobbus__Lifecycle lc = MOBBUS__LIFECYCLE__INIT;
 	mb_envelope env = MOBBUS__ENVELOPE__INIT;
+	char topic[48];
 
 	lc.event = ev;
 	lc.os = s->trace->os == MB_OS_ANDROID ? MOBBUS__OS__OS_ANDROID :
 	                                        MOBBUS__OS__OS_IOS;
 	env.body_case = MOBBUS__ENVELOPE__BODY_LIFECYCLE;
 	env.lifecycle = &lc;
-	(void)mbi_sim_publish(s, MB_TOPIC_LIFECYCLE, &env, l);
+	snprintf(topic, sizeof(topic), "lifecycle/%s", lifecycle_topic(ev));
+	for (char *p = topic; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	(void)mbi_sim_publish(s, topic, &env, l);
 	/* After these the OS may freeze or end the process: the bridge's
 	 * handler returns only once everything before it is durable. */
 	if (s->alive && (ev == MOBBUS__LIFECYCLE__EVENT__DID_ENTER_BACKGROUND ||
