@@ -71,7 +71,7 @@ conn_report(struct conn_actor *c, const struct conn *k, int up)
 	cs.up = up;
 	env.body_case = MOBBUS__ENVELOPE__BODY_CONN;
 	env.conn = &cs;
-	(void)mb_publish(c->pub, "app/conn", &env);
+	(void)mb_publish(c->pub, "out/app/conn", &env);
 }
 
 static void

@@ -26,7 +26,7 @@
 
 static const char *const deliver_topics[] = { "notify/", MB_TOPIC_TOKEN,
 	MB_TOPIC_LIFECYCLE, MB_TOPIC_WAKE, "conn/net", MB_TOPIC_CMD,
-	MB_TOPIC_TIME, NULL };
+	MB_TOPIC_TIME, MB_TOPIC_OUT, NULL };
 
 static void persist_str(struct mbi_deliver *d, enum mbi_op_kind kind,
     const char *s1, const char *s2, int64_t i1, int64_t i2, int64_t i3);
@@ -210,6 +210,19 @@ persist_str(struct mbi_deliver *d, enum mbi_op_kind kind, const char *s1,
 }
 
 /*
+ * Give the consumer one message or effect: first straight to the attached
+ * consumer, on this thread (no second hop between the bus and the app), then
+ * on the bus for anyone else who listens.
+ */
+static void
+emit(struct mbi_deliver *d, const char *topic, mb_envelope *env)
+{
+	if (d->consumer != NULL)
+		(void)d->consumer->receive(d->consumer_arg, env);
+	(void)mb_publish(d->pub, topic, env);
+}
+
+/*
  * Hand one message to the consumer. A notification under manual ack stays
  * in the unacked list (and in the outbox as handed) until its ack; anything
  * else is done with. Takes over o->env.
@@ -226,7 +239,7 @@ hand(struct mbi_deliver *d, struct mbi_out *o, int queued)
 		persist_str(d, MBI_OP_DELIVERED, env->notification->id, NULL,
 		    env->at_ms, o->earlier, 0);
 	}
-	(void)mb_publish(d->pub, o->topic, env);
+	emit(d, o->topic, env);
 	if (keep) {
 		struct mbi_out *u = &d->unacked[d->nunacked++];
 		*u = *o;
@@ -343,7 +356,7 @@ effect_send(struct mbi_deliver *d, mb_envelope *env, const char *topic)
 		if (copy != NULL)
 			out_put(d, topic, copy, 1, 0);
 	} else {
-		(void)mb_publish(d->pub, topic, env);
+		emit(d, topic, env);
 	}
 	effect_free(env);
 }
@@ -592,6 +605,11 @@ on_cmd(struct mbi_deliver *d, const mb_envelope *in)
 			flush_queue(d);
 		}
 		return MB_OK;
+	case MOBBUS__APP_COMMAND__DO__UNSUBSCRIBE:
+		/* The consumer is gone (its last process exited): hold
+		 * messages again; its next subscribe is a RESTART. */
+		d->consumer_up = 0;
+		return MB_OK;
 	case MOBBUS__APP_COMMAND__DO__RESTART:
 		/* The consumer crashed and re-subscribed: what it had not
 		 * acknowledged is handed again (reading 15). */
@@ -603,7 +621,7 @@ on_cmd(struct mbi_deliver *d, const mb_envelope *in)
 			u->env->notification->redelivered = 1;
 			persist_str(d, MBI_OP_DELIVERED, u->env->notification->id,
 			    NULL, in->at_ms, 1, 0);
-			(void)mb_publish(d->pub, u->topic, u->env);
+			emit(d, u->topic, u->env);
 		}
 		flush_queue(d);
 		return MB_OK;
@@ -650,6 +668,29 @@ on_wake(struct mbi_deliver *d, const mb_envelope *in)
 	return MB_OK;
 }
 
+/*
+ * What other actors have for the consumer ("out/app/..." and
+ * "out/effect/...") goes through here, so the consumer sees one order.
+ * Effects go at once; messages wait for the consumer, in memory only.
+ */
+static int
+forward(struct mbi_deliver *d, const mb_envelope *in)
+{
+	const char *topic = in->topic + strlen(MB_TOPIC_OUT);
+	mb_envelope *env = env_dup(in);
+
+	if (env == NULL)
+		return MB_ENOMEM;
+	if (strncmp(topic, MB_TOPIC_EFFECT, strlen(MB_TOPIC_EFFECT)) == 0) {
+		if (d->nqueue > 0 && !d->consumer_up)
+			return out_put(d, topic, env, 1, 0);
+		emit(d, topic, env);
+		mobbus__envelope__free_unpacked(env, NULL);
+		return MB_OK;
+	}
+	return out_put(d, topic, env, 0, 0);
+}
+
 static int
 deliver_handle_cb(mb_actor *a, void *state, const mb_envelope *in)
 {
@@ -657,6 +698,8 @@ deliver_handle_cb(mb_actor *a, void *state, const mb_envelope *in)
 	mb_envelope *env;
 
 	(void)a;
+	if (strncmp(in->topic, MB_TOPIC_OUT, strlen(MB_TOPIC_OUT)) == 0)
+		return forward(d, in);
 	switch (in->body_case) {
 	case MOBBUS__ENVELOPE__BODY_TICK:
 		fire_timers(d, in->tick->now_ms);
@@ -764,6 +807,8 @@ deliver_init_cb(mb_actor *a, void *arg, void **statep)
 	d->manual_ack = o->manual_ack;
 	d->pub = mb_actor_pub(a);
 	d->store = o->store;
+	d->consumer = o->consumer;
+	d->consumer_arg = o->consumer_arg;
 	d->next_seq = 1;
 	if (d->store != NULL && mbi_store_ok(d->store)) {
 		/* What an earlier process left: its reads are the one place
@@ -807,7 +852,10 @@ deliver_terminate_cb(mb_actor *a, void *state)
 static void
 deliver_release_cb(void *arg)
 {
-	free(arg);
+	struct mb_deliver_opts *o = arg;
+
+	mbi_store_release(o->store);
+	free(o);
 }
 
 static const struct mb_actor_ops deliver_ops = {
@@ -820,21 +868,43 @@ static const struct mb_actor_ops deliver_ops = {
 	.release = deliver_release_cb,
 };
 
+/* What the actor keeps of its options: the options and the consumer's ops,
+ * copied so the caller's may go away. */
+struct deliver_cfg {
+	struct mb_deliver_opts o; /* first: the actor's arg */
+	struct mb_sink_ops consumer;
+};
+
 int
 mb_deliver_start(mb_bus *bus, const struct mb_deliver_opts *opts,
     mb_actor **ap)
 {
-	struct mb_deliver_opts *o = calloc(1, sizeof(*o));
+	struct deliver_cfg *cfg = calloc(1, sizeof(*cfg));
+	struct mb_deliver_opts *o;
 	int rv;
 
-	if (o == NULL)
+	if (cfg == NULL)
 		return MB_ENOMEM;
+	o = &cfg->o;
 	if (opts != NULL) {
 		o->manual_ack = opts->manual_ack;
 		o->store = opts->store;
+		if (opts->consumer != NULL) {
+			if (opts->consumer->receive == NULL) {
+				free(cfg);
+				return MB_EINVAL;
+			}
+			cfg->consumer = *opts->consumer;
+			o->consumer = &cfg->consumer;
+			o->consumer_arg = opts->consumer_arg;
+		}
 	}
 	o->size = sizeof(*o);
-	if ((rv = mb_actor_start(bus, &deliver_ops, o, ap)) != MB_OK)
-		free(o);
+	/* The store is closed before the bus stops this actor: hold it. */
+	mbi_store_hold(o->store);
+	if ((rv = mb_actor_start(bus, &deliver_ops, o, ap)) != MB_OK) {
+		mbi_store_release(o->store);
+		free(cfg);
+	}
 	return rv;
 }

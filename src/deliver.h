@@ -59,6 +59,8 @@ struct mbi_deliver {
 	struct mbi_out unacked[MBI_UNACKED_MAX];
 	size_t nunacked;
 	mb_store *store;
+	const struct mb_sink_ops *consumer;
+	void *consumer_arg;
 	int64_t next_seq;
 	int os_slot;                  /* this device's platform: 0 iOS, 1 Android */
 	char token_acked[2][512];     /* [0] iOS, [1] Android */

@@ -211,6 +211,10 @@ int mb_publish_error(mb_pub *pub, int err, const char *fmt, ...)
 #define MB_TOPIC_APP "app/"
 #define MB_TOPIC_EFFECT "effect/"
 #define MB_TOPIC_BUS "bus/"
+/* Actors other than deliver publish what the consumer must see under
+ * "out/" ("out/app/conn", "out/effect/fgs_start"); deliver forwards it in
+ * order with its own messages. */
+#define MB_TOPIC_OUT "out/"
 
 /*
  * The durable store: one SQLite file (WAL, synchronous=NORMAL, created 0600)
@@ -275,13 +279,21 @@ int mb_state_match(mb_store *st, const char *prefix,
  * The deliver actor: hands each notification, push, token and device event to
  * the consumer once, in order, holding them while no consumer is subscribed;
  * completes fetch windows and tasks exactly once. Subscribes to notify/,
- * token/, lifecycle/, wake/, conn/, cmd/ and time/; publishes on app/ and
- * effect/.
+ * token/, lifecycle/, wake/, conn/net, cmd/, time/ and out/; publishes on app/
+ * and effect/, and calls the attached consumer first.
  */
+struct mb_sink_ops;
+
 struct mb_deliver_opts {
 	size_t size;       /* sizeof(struct mb_deliver_opts) */
 	int manual_ack;    /* 0: a hand-off acknowledges (ack "auto") */
 	mb_store *store;   /* NULL: state lives in memory only */
+	/* The app's consumer, called on the deliver actor's thread with every
+	 * message and effect, in order, before the same envelope goes out on
+	 * app/ or effect/ (copied; consumer_arg must outlive the actor). NULL:
+	 * consumers subscribe on the bus (mb_sink_start). */
+	const struct mb_sink_ops *consumer;
+	void *consumer_arg;
 };
 /* mb_deliver_start - start the deliver actor on bus; *ap as mb_actor_start. */
 int mb_deliver_start(mb_bus *bus, const struct mb_deliver_opts *opts,
@@ -292,7 +304,8 @@ int mb_deliver_start(mb_bus *bus, const struct mb_deliver_opts *opts,
  * rule 6). Android: a foreground service, allowed from the background on API
  * 31+ only within exempt_ms of a message delivered at high priority. iOS:
  * allowed only with a matching UIBackgroundModes entry. Subscribes to cmd/,
- * notify/, lifecycle/ and keepalive/; publishes app/keep_alive and effect/.
+ * notify/, lifecycle/ and keepalive/; publishes out/app/keep_alive and
+ * out/effect/ (the deliver actor forwards them to the consumer).
  */
 struct mb_policy_opts {
 	size_t size;                      /* sizeof(struct mb_policy_opts) */
@@ -314,7 +327,7 @@ int mb_policy_start(mb_bus *bus, const struct mb_policy_opts *opts,
  * suspend, and when the network goes away; it is dialled on foreground, when
  * a window opens, and when the network comes back. Failed dials retry with
  * exponential backoff and full jitter, capped. Each change of state is one
- * "app/conn" message. Subscribes to cmd/, lifecycle/, notify/, wake/,
+ * "out/app/conn" message. Subscribes to cmd/, lifecycle/, notify/, wake/,
  * effect/, conn/net and time/.
  */
 struct mb_conn_opts {

@@ -44,9 +44,10 @@ policy_effect(struct policy *p, Mobbus__Effect__Kind kind, int active,
 {
 	Mobbus__Effect e = MOBBUS__EFFECT__INIT;
 	mb_envelope env = MOBBUS__ENVELOPE__INIT;
-	const char *topic = kind == MOBBUS__EFFECT__KIND__FGS_START ? "effect/fgs_start" :
-	    kind == MOBBUS__EFFECT__KIND__FGS_STOP ? "effect/fgs_stop" :
-	                                             "effect/audio_session";
+	const char *topic = kind == MOBBUS__EFFECT__KIND__FGS_START ?
+	    "out/effect/fgs_start" :
+	    kind == MOBBUS__EFFECT__KIND__FGS_STOP ? "out/effect/fgs_stop" :
+	                                             "out/effect/audio_session";
 
 	e.kind = kind;
 	e.active = active;
@@ -68,7 +69,7 @@ policy_result(struct policy *p, int ok, const char *reason)
 	k.reason = (char *)(reason ? reason : "");
 	env.body_case = MOBBUS__ENVELOPE__BODY_KEEP_ALIVE;
 	env.keep_alive = &k;
-	(void)mb_publish(p->pub, "app/keep_alive", &env);
+	(void)mb_publish(p->pub, "out/app/keep_alive", &env);
 }
 
 /* Why a keep-alive may not start now, or NULL when it may. */

@@ -17,7 +17,8 @@
  * writer.
  *
  * THREAD SAFETY
- * st->lock guards the op queue, the batch in flight and the counters.
+ * st->lock guards the op queue, the batch in flight, the counters, closed
+ * and refs.
  * st->rlock guards the read connection. Lock order: rlock, then lock.
  * The write connection belongs to the writer thread alone (and to open and
  * close, before it starts and after it ends).
@@ -127,7 +128,7 @@ store_now_ns(void)
 /* Report a database failure once per kind on bus/error; the store stops
  * writing and the bus goes on from memory. */
 static void
-store_fail(mb_store *st, const char *what, sqlite3 *db, int rc)
+store_fail(mb_store *st, const char *what, const char *msg, int rc)
 {
 	int first;
 
@@ -139,8 +140,7 @@ store_fail(mb_store *st, const char *what, sqlite3 *db, int rc)
 	if (first && st->pub != NULL)
 		(void)mb_publish_error(st->pub, MB_EDB,
 		    "%s: %s: %s (%s); delivering from memory", st->path, what,
-		    db ? sqlite3_errmsg(db) : sqlite3_errstr(rc),
-		    sqlite3_errstr(rc));
+		    msg ? msg : sqlite3_errstr(rc), sqlite3_errstr(rc));
 }
 
 static int
@@ -210,8 +210,11 @@ store_open_db(mb_store *st, const char **what)
 	    (rc = store_exec(st->wdb, "PRAGMA wal_autocheckpoint = 0")) != SQLITE_OK)
 		return rc;
 	*what = "migrate";
-	if ((rc = store_migrate(st)) != SQLITE_OK)
+	if ((rc = store_migrate(st)) != SQLITE_OK) {
+		if (rc == SQLITE_MISMATCH)
+			*what = "migrate: schema is newer than this mobbus";
 		return rc;
+	}
 	*what = "prepare";
 	for (int i = 0; i < ST_COUNT; i++)
 		if ((rc = sqlite3_prepare_v3(st->wdb, store_sql[i], -1,
@@ -341,8 +344,11 @@ store_commit(mb_store *st, struct mbi_op *batch, int checkpoint)
 		rc = store_exec(st->wdb, "COMMIT");
 	if (rc != SQLITE_OK) {
 		int xrc = sqlite3_extended_errcode(st->wdb);
+		char msg[256];
+		/* Take the message before ROLLBACK replaces it. */
+		snprintf(msg, sizeof(msg), "%s", sqlite3_errmsg(st->wdb));
 		store_exec(st->wdb, "ROLLBACK");
-		store_fail(st, "commit", st->wdb, xrc ? xrc : rc);
+		store_fail(st, "commit", msg, xrc ? xrc : rc);
 		return;
 	}
 	if (checkpoint) {
@@ -426,6 +432,11 @@ mbi_store_submit(mb_store *st, struct mbi_op *op)
 	}
 	op->next = NULL;
 	pthread_mutex_lock(&st->lock);
+	if (st->closed) { /* an actor still running after mb_store_close */
+		pthread_mutex_unlock(&st->lock);
+		op_free(op);
+		return;
+	}
 	if (st->tail)
 		st->tail->next = op;
 	else
@@ -490,9 +501,38 @@ mbi_store_ok(mb_store *st)
 	if (st == NULL)
 		return 0;
 	pthread_mutex_lock(&st->lock);
-	ok = st->ok;
+	ok = st->ok && !st->closed;
 	pthread_mutex_unlock(&st->lock);
 	return ok;
+}
+
+void
+mbi_store_hold(mb_store *st)
+{
+	if (st == NULL)
+		return;
+	pthread_mutex_lock(&st->lock);
+	st->refs++;
+	pthread_mutex_unlock(&st->lock);
+}
+
+void
+mbi_store_release(mb_store *st)
+{
+	int last;
+
+	if (st == NULL)
+		return;
+	pthread_mutex_lock(&st->lock);
+	last = --st->refs == 0;
+	pthread_mutex_unlock(&st->lock);
+	if (!last)
+		return;
+	pthread_cond_destroy(&st->wake_cv);
+	pthread_cond_destroy(&st->done_cv);
+	pthread_mutex_destroy(&st->lock);
+	pthread_mutex_destroy(&st->rlock);
+	free(st);
 }
 
 /* The store actor: journal every platform moment, and commit early when
@@ -594,6 +634,7 @@ mb_store_open(mb_bus *bus, const struct mb_store_opts *opts, mb_store **stp)
 	st->delay_ms = opts->commit_delay_ms ? opts->commit_delay_ms : 2;
 	st->batch_max = opts->batch_max ? opts->batch_max : 512;
 	st->ok = 1;
+	st->refs = 1;
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_mutex_init(&st->rlock, NULL);
 	store_cond_init(&st->wake_cv);
@@ -604,9 +645,13 @@ mb_store_open(mb_bus *bus, const struct mb_store_opts *opts, mb_store **stp)
 	}
 	if ((rv = mb_pub_alloc(bus, &st->pub)) != MB_OK)
 		goto fail;
-	if ((rc = store_open_db(st, &what)) != SQLITE_OK)
-		store_fail(st, what, st->wdb,
-		    st->wdb ? sqlite3_extended_errcode(st->wdb) : rc);
+	if ((rc = store_open_db(st, &what)) != SQLITE_OK) {
+		/* The connection's own error, unless SQLite did not fail (a
+		 * schema too new is our verdict, not SQLite's). */
+		int xrc = st->wdb ? sqlite3_extended_errcode(st->wdb) : SQLITE_OK;
+		store_fail(st, what, xrc != SQLITE_OK ? sqlite3_errmsg(st->wdb) :
+		    NULL, xrc != SQLITE_OK ? xrc : rc);
+	}
 	if (pthread_create(&st->thr, NULL, store_writer, st) != 0) {
 		rv = MB_ENOMEM;
 		goto fail;
@@ -628,32 +673,46 @@ mb_store_close(mb_store *st)
 		return;
 	if (st->actor != NULL)
 		mb_actor_stop(st->actor);
+	st->actor = NULL;
+	/* From here on, ops from actors still running are dropped; what is
+	 * queued is committed by the writer on its way out. */
+	pthread_mutex_lock(&st->lock);
+	st->closing = 1;
+	st->closed = 1;
+	pthread_cond_signal(&st->wake_cv);
+	pthread_mutex_unlock(&st->lock);
 	if (st->thr_started) {
-		pthread_mutex_lock(&st->lock);
-		st->closing = 1;
-		pthread_cond_signal(&st->wake_cv);
-		pthread_mutex_unlock(&st->lock);
 		pthread_join(st->thr, NULL);
+		st->thr_started = 0;
 	}
 	while (st->head != NULL) { /* only when the writer never ran */
 		struct mbi_op *next = st->head->next;
 		op_free(st->head);
 		st->head = next;
 	}
-	for (int i = 0; i < ST_COUNT; i++)
+	st->tail = NULL;
+	for (int i = 0; i < ST_COUNT; i++) {
 		sqlite3_finalize(st->stmt[i]);
+		st->stmt[i] = NULL;
+	}
+	/* The reader goes first, so that the writer is the last connection:
+	 * its close checkpoints and removes the -wal and -shm files, leaving
+	 * one self-contained file (which a process that may only read it can
+	 * then open). */
+	pthread_mutex_lock(&st->rlock);
+	sqlite3_close_v2(st->rdb);
+	st->rdb = NULL;
+	pthread_mutex_unlock(&st->rlock);
 	if (st->wdb != NULL) {
 		if (st->ok)
 			(void)sqlite3_wal_checkpoint_v2(st->wdb, NULL,
 			    SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 		sqlite3_close_v2(st->wdb);
+		st->wdb = NULL;
 	}
-	sqlite3_close_v2(st->rdb);
 	mb_pub_free(st->pub);
-	pthread_cond_destroy(&st->wake_cv);
-	pthread_cond_destroy(&st->done_cv);
-	pthread_mutex_destroy(&st->lock);
-	pthread_mutex_destroy(&st->rlock);
+	st->pub = NULL;
 	free(st->path);
-	free(st);
+	st->path = NULL;
+	mbi_store_release(st);
 }

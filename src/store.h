@@ -81,8 +81,18 @@ int mbi_store_load_seen(mb_store *st,
  * none). */
 int mbi_store_token_acked(mb_store *st, const char *os, char *buf,
     size_t len);
-/* mbi_store_ok - whether the store is writing (0 after a failure). */
+/* mbi_store_ok - whether the store is writing (0 after a failure or
+ * once closed). */
 int mbi_store_ok(mb_store *st);
+
+/*
+ * mbi_store_hold, mbi_store_release - an actor that keeps st (the deliver
+ * actor) holds it from its start to its release, because mb_store_close
+ * comes before mb_bus_close stops that actor. A closed store drops what is
+ * submitted; its memory goes with the last release. NULL is a no-op.
+ */
+void mbi_store_hold(mb_store *st);
+void mbi_store_release(mb_store *st);
 
 /* The store itself; private to store.c and state.c. */
 enum store_stmt {
@@ -125,6 +135,8 @@ struct mb_store {
 	int flush_now;
 	int checkpoint;
 	int closing;
+	int closed;                   /* mb_store_close began: drop new ops */
+	int refs;                     /* the owner and each holder */
 	int ok;                       /* 0 once the database failed */
 	pthread_t thr;
 	int thr_started;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mobbus.h"
+#include "nuts.h"
 #include "replay.h"
 #include "sim.h"
 #include "trace.h"

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mobbus.h"
+#include "nuts.h"
 #include "trace.h"
 
 #define IOS_HDR "{\"trace\":1,\"os\":\"ios\",\"app\":{\"ack\":\"auto\"}}\n"

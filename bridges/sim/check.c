@@ -93,6 +93,13 @@ is_device(const json_t *o)
 int
 mb_check_case(const char *trace_path, char *why, size_t whylen)
 {
+	return mb_check_case_opts(trace_path, NULL, why, whylen);
+}
+
+int
+mb_check_case_opts(const char *trace_path, const struct mb_replay_opts *opts,
+    char *why, size_t whylen)
+{
 	char *epath = expect_path(trace_path);
 	struct mb_trace *t = NULL;
 	struct mb_transcript tr = { 0 };
@@ -110,7 +117,7 @@ mb_check_case(const char *trace_path, char *why, size_t whylen)
 		goto out;
 	if ((rv = mb_trace_load(trace_path, &t, why, whylen)) != MB_OK)
 		goto out;
-	if ((rv = mb_replay(t, NULL, &tr)) != MB_OK) {
+	if ((rv = mb_replay(t, opts, &tr)) != MB_OK) {
 		snprintf(why, whylen, "replay failed: %s", mb_strerror(rv));
 		goto out;
 	}

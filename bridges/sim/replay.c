@@ -55,7 +55,7 @@ child_subscribe(struct mb_sim *s, int64_t at)
 static void
 child_run(const struct mb_trace *t, size_t start, int first,
     const char *db_path, struct mb_sim_server *servers, int nservers,
-    FILE *out)
+    const struct mb_sink_ops *sink, void *sink_arg, FILE *out)
 {
 	struct mb_sim s = { 0 };
 	int first_up = first && t->consumer_up_at >= 0;
@@ -68,6 +68,8 @@ child_run(const struct mb_trace *t, size_t start, int first,
 	s.out = out;
 	s.servers = servers;
 	s.nservers = nservers;
+	s.sink_ops = sink;
+	s.sink_arg = sink_arg;
 	mbi_sim_servers_listen(&s);
 	s.now = t->lines[start].at;
 	prev_at = s.now;
@@ -107,6 +109,88 @@ child_run(const struct mb_trace *t, size_t start, int first,
 	fflush(out);
 }
 
+/*
+ * The child as another program (mb_replay_opts.child_argv): its stdout is
+ * the pipe, and what it needs to know follows its own arguments: the trace
+ * file, the first line, whether it is the first process, the database, and
+ * each server as "port:up:name". mbi_replay_child_main reads them back.
+ */
+static void
+child_exec(const char *const *argv0, const struct mb_trace *t, size_t start,
+    int first, const char *db_path, const struct mb_sim_server *servers,
+    int nservers, int out_fd)
+{
+	size_t n0 = 0, k;
+	char **argv, num[2][32];
+
+	while (argv0[n0] != NULL)
+		n0++;
+	if (dup2(out_fd, STDOUT_FILENO) < 0 ||
+	    (argv = calloc(n0 + 5 + (size_t)nservers, sizeof(*argv))) == NULL)
+		_exit(127);
+	for (k = 0; k < n0; k++)
+		argv[k] = (char *)argv0[k];
+	snprintf(num[0], sizeof(num[0]), "%zu", start);
+	snprintf(num[1], sizeof(num[1]), "%d", first);
+	argv[k++] = t->path;
+	argv[k++] = num[0];
+	argv[k++] = num[1];
+	argv[k++] = (char *)db_path;
+	for (int i = 0; i < nservers; i++)
+		if (asprintf(&argv[k++], "%d:%d:%s", servers[i].port,
+		        servers[i].up, servers[i].name) < 0)
+			_exit(127);
+	execvp(argv[0], argv);
+	fprintf(stderr, "mobbus: cannot run %s\n", argv[0]);
+	_exit(127);
+}
+
+int
+mbi_replay_child_main(int argc, char **argv, const struct mb_sink_ops *sink,
+    void *sink_arg, FILE *out)
+{
+	struct mb_sim_server *servers = NULL;
+	struct mb_trace *t = NULL;
+	char err[1024];
+	int nservers = 0, rv;
+	size_t start;
+
+	if (argc < 4) {
+		fprintf(out, "#E %d\n", MB_EINVAL);
+		fflush(out);
+		return MB_EINVAL;
+	}
+	if ((rv = mb_trace_load(argv[0], &t, err, sizeof(err))) != MB_OK) {
+		fprintf(stderr, "mobbus: %s\n", err);
+		fprintf(out, "#E %d\n", rv);
+		fflush(out);
+		return rv;
+	}
+	start = strtoul(argv[1], NULL, 10);
+	if ((servers = calloc((size_t)argc, sizeof(*servers))) == NULL ||
+	    start >= t->nlines) {
+		free(servers);
+		mb_trace_free(t);
+		fprintf(out, "#E %d\n", MB_EINVAL);
+		fflush(out);
+		return MB_EINVAL;
+	}
+	for (int i = 4; i < argc; i++) {
+		struct mb_sim_server *sv = &servers[nservers++];
+		char *name = NULL;
+		sv->port = (int)strtol(argv[i], &name, 10);
+		sv->up = name && *name == ':' ? (int)strtol(name + 1, &name, 10) : 0;
+		snprintf(sv->name, sizeof(sv->name), "%s",
+		    name && *name == ':' ? name + 1 : "");
+		sv->fd = -1;
+	}
+	child_run(t, start, atoi(argv[2]), argv[3], servers, nservers, sink,
+	    sink_arg, out);
+	free(servers);
+	mb_trace_free(t);
+	return MB_OK;
+}
+
 static int
 transcript_add(struct mb_transcript *tr, const char *line)
 {
@@ -131,7 +215,8 @@ transcript_add(struct mb_transcript *tr, const char *line)
 static int
 run_process(const struct mb_trace *t, size_t start, int first,
     const char *db_path, struct mb_sim_server *servers, int nservers,
-    struct mb_transcript *out, long *killed_at)
+    const struct mb_replay_opts *opts, struct mb_transcript *out,
+    long *killed_at)
 {
 	int fds[2], status, rv = MB_EIO;
 	char *line = NULL;
@@ -149,12 +234,17 @@ run_process(const struct mb_trace *t, size_t start, int first,
 		close(fds[1]);
 		return MB_EIO;
 	}
+	if (pid == 0 && opts != NULL && opts->child_argv != NULL) {
+		close(fds[0]);
+		child_exec(opts->child_argv, t, start, first, db_path, servers,
+		    nservers, fds[1]);
+	}
 	if (pid == 0) {
 		FILE *out_f = fdopen(fds[1], "w");
 		close(fds[0]);
 		if (out_f != NULL)
 			child_run(t, start, first, db_path, servers, nservers,
-			    out_f);
+			    NULL, NULL, out_f);
 		_exit(0);
 	}
 	close(fds[1]);
@@ -305,7 +395,7 @@ mb_replay(const struct mb_trace *t, const struct mb_replay_opts *opts,
 			continue;
 		}
 		rv = run_process(t, i, processes++ == 0, db, servers, nservers,
-		    out, &killed_at);
+		    opts, out, &killed_at);
 		if (rv != MB_OK || killed_at < 0)
 			break;
 		servers_follow(t, i, (size_t)killed_at, servers, nservers);

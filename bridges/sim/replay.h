@@ -4,7 +4,9 @@
 #define MB_SIM_REPLAY_H
 
 #include <stddef.h>
+#include <stdio.h>
 
+#include "mobbus.h"
 #include "trace.h"
 
 struct mb_transcript {
@@ -14,6 +16,11 @@ struct mb_transcript {
 
 struct mb_replay_opts {
 	const char *db_path;   /* NULL: a temporary file, removed afterwards */
+	/* NULL: each process is a fork of this one. Otherwise the command
+	 * (argv, NULL-terminated) that runs a process instead, with the
+	 * arguments mbi_replay_child_main reads appended; it prints the
+	 * transcript lines and markers on stdout (mobbus replay --beam). */
+	const char *const *child_argv;
 };
 
 /*
@@ -33,5 +40,19 @@ void mb_transcript_fini(struct mb_transcript *tr);
  * why, or another error (bad trace, missing expectation) with its message.
  */
 int mb_check_case(const char *trace_path, char *why, size_t whylen);
+/* mb_check_case_opts - the same, replaying with opts (may be NULL). */
+int mb_check_case_opts(const char *trace_path,
+    const struct mb_replay_opts *opts, char *why, size_t whylen);
+
+/*
+ * mbi_replay_child_main - one process of a replay whose driver ran
+ * child_argv: argv are the arguments the driver appended. Runs that stretch
+ * of the trace with sink as the consumer (NULL: transcript lines to out) and
+ * writes the driver's markers to out: "#E <err>" and a return at the end,
+ * "#K <line>" at a kill line, after which it never returns (the driver kills
+ * the process). Call it on a thread that may block.
+ */
+int mbi_replay_child_main(int argc, char **argv,
+    const struct mb_sink_ops *sink, void *sink_arg, FILE *out);
 
 #endif

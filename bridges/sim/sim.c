@@ -279,10 +279,13 @@ mbi_sim_process_start(struct mb_sim *s)
 		return rv;
 	mb_bus_set_clock(s->bus, s->now);
 	if ((rv = mb_pub_alloc(s->bus, &s->pub)) != MB_OK ||
-	    (rv = mb_sink_start(s->bus, &sink_ops, s, &s->sink)) != MB_OK ||
 	    (rv = mb_store_open(s->bus, &sopts, &s->store)) != MB_OK)
 		goto fail;
+	/* The consumer hangs on the deliver actor: what it receives is what
+	 * the transcript shows, in the order it received it. */
 	dopts.store = s->store;
+	dopts.consumer = s->sink_ops ? s->sink_ops : &sink_ops;
+	dopts.consumer_arg = s->sink_ops ? s->sink_arg : s;
 	if ((rv = mb_deliver_start(s->bus, &dopts, &s->deliver)) != MB_OK ||
 	    (rv = mb_policy_start(s->bus, &popts, &s->policy)) != MB_OK ||
 	    (rv = mb_conn_start(s->bus, &copts, &s->conn)) != MB_OK)

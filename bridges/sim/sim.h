@@ -43,6 +43,8 @@ struct mb_sim {
 	int active;            /* iOS: between did_become_active and resign */
 	int foreground;        /* Android: between on_start and on_stop */
 	FILE *out;             /* transcript lines go here */
+	const struct mb_sink_ops *sink_ops; /* NULL: transcript lines to out */
+	void *sink_arg;
 	struct mb_sim_server *servers;
 	int nservers;
 	mb_actor *conn;

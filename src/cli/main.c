@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "mobbus.h"
 #include "replay.h"
@@ -15,8 +16,8 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: mobbus replay TRACE [--db FILE]\n"
-	    "       mobbus check PATH...\n"
+	    "usage: mobbus replay [--beam] TRACE [--db FILE]\n"
+	    "       mobbus check [--beam] PATH...\n"
 	    "       mobbus inspect --db FILE\n"
 	    "\n"
 	    "replay  run a format-1 trace of platform callbacks through the bus\n"
@@ -28,7 +29,57 @@ usage(FILE *f)
 	    "        against its *.expect.jsonl; one line per case, then\n"
 	    "        \"N passed, N failed\". Exit status 1 if any failed.\n"
 	    "inspect print what a store file holds: waiting and unacknowledged\n"
-	    "        messages, the inbox, tokens, key-value state, the journal.\n");
+	    "        messages, the inbox, tokens, key-value state, the journal.\n"
+	    "--beam  each process of the trace is an erl node whose consumer is\n"
+	    "        an Erlang process subscribed through the NIF\n"
+	    "        (bridges/beam); it prints the transcript from the terms it\n"
+	    "        received.\n");
+}
+
+/* Remove every "--beam" from argv; whether there was one. */
+static int
+take_beam(int *argc, char **argv)
+{
+	int found = 0, n = 0;
+
+	for (int i = 0; i < *argc; i++) {
+		if (strcmp(argv[i], "--beam") == 0)
+			found = 1;
+		else
+			argv[n++] = argv[i];
+	}
+	*argc = n;
+	return found;
+}
+
+/* The child command of --beam: bridges/beam's script beside this binary in
+ * the build tree, or $MOBBUS_BEAM_CHILD. */
+static int
+beam_opts(struct mb_replay_opts *o)
+{
+	static char path[4096];
+	static const char *argv[3] = { "/bin/sh", path, NULL };
+	const char *env = getenv("MOBBUS_BEAM_CHILD");
+	ssize_t n;
+	char *slash;
+
+	if (env != NULL && *env) {
+		snprintf(path, sizeof(path), "%s", env);
+	} else {
+		if ((n = readlink("/proc/self/exe", path, sizeof(path) - 64)) <= 0)
+			return -1;
+		path[n] = '\0';
+		if ((slash = strrchr(path, '/')) == NULL)
+			return -1;
+		strcpy(slash, "/bridges/beam/mobbus-beam-child");
+	}
+	if (access(path, R_OK) != 0) {
+		fprintf(stderr, "mobbus: --beam needs %s (bridges/beam is built "
+		    "when erl is installed)\n", path);
+		return -1;
+	}
+	o->child_argv = argv;
+	return 0;
 }
 
 /* Split "TRACE [--db FILE]" style arguments. */
@@ -58,6 +109,8 @@ cmd_replay(int argc, char **argv)
 	char err[4096];
 	int rv;
 
+	if (take_beam(&argc, argv) && beam_opts(&opts) != 0)
+		return 2;
 	if (parse_db(argc, argv, &path, &opts.db_path) != 0 || path == NULL) {
 		usage(stderr);
 		return 2;
@@ -131,7 +184,10 @@ cmd_check(int argc, char **argv)
 {
 	char **files = NULL, why[2048];
 	size_t n = 0, passed = 0, failed = 0;
+	struct mb_replay_opts opts = { 0 };
 
+	if (take_beam(&argc, argv) && beam_opts(&opts) != 0)
+		return 2;
 	if (argc < 1) {
 		usage(stderr);
 		return 2;
@@ -142,7 +198,7 @@ cmd_check(int argc, char **argv)
 	for (size_t i = 0; i < n; i++) {
 		const char *base = strrchr(files[i], '/');
 		char name[256];
-		int rv = mb_check_case(files[i], why, sizeof(why));
+		int rv = mb_check_case_opts(files[i], &opts, why, sizeof(why));
 
 		snprintf(name, sizeof(name), "%s", base ? base + 1 : files[i]);
 		if (ends_with(name, ".trace.jsonl"))

@@ -1,0 +1,768 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench.c - wake-to-handle latency and throughput of mobbus, side by side
+ * with its baselines, measured in the same run on the same machine.
+ *
+ * Latency is one-way: the producer stamps CLOCK_MONOTONIC on entry to the
+ * bridge call and the consumer's handler reads the clock on entry. Events
+ * go one at a time after a random idle gap, so this measures how fast a
+ * wake becomes a handled event, not queueing. Every case also reports the
+ * share of samples whose consumer ran on the producer's CPU, since on these
+ * machines that alone moves a wake-up from ~3 us to ~45 us.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/pub.h>
+#include <nng/protocol/pubsub0/sub.h>
+
+#include "mobbus.h"
+#include "stats.h"
+
+struct cfg {
+	size_t samples;
+	size_t warmup;
+	size_t tput_events;
+	size_t rss_events;
+	size_t cold_events;
+	const char *json_path;
+	const char *plot_path;
+	const char *dir;      /* scratch files */
+	int quick;
+};
+
+/* One event in flight: the producer's stamp and CPU, and the consumer's
+ * "handled" flag. */
+struct probe {
+	_Atomic uint64_t t0;
+	_Atomic int cpu;
+	_Atomic int done;
+	struct lat *lat;
+	uint64_t rng;
+};
+
+static void
+probe_handled(struct probe *p)
+{
+	uint64_t t1 = now_ns();
+	int cpu = sched_getcpu();
+
+	lat_add(p->lat, t1 - atomic_load(&p->t0), cpu == atomic_load(&p->cpu));
+	atomic_store_explicit(&p->done, 1, memory_order_release);
+}
+
+static void
+sleep_us(unsigned us)
+{
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)us * 1000 };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static unsigned
+gap_us(struct probe *p)
+{
+	p->rng = p->rng * 6364136223846793005ULL + 1442695040888963407ULL;
+	return 20 + (unsigned)((p->rng >> 33) % 181); /* 20..200 us */
+}
+
+/*
+ * Drive n events one at a time through fire(), recording only after the
+ * warm-up. fire() must lead to probe_handled() on the consumer's side.
+ */
+static void
+drive(const struct cfg *c, struct probe *p, void (*fire)(void *), void *arg)
+{
+	struct lat *keep = p->lat, warm;
+
+	lat_init(&warm, "warmup", c->warmup);
+	for (size_t i = 0; i < c->warmup + c->samples; i++) {
+		p->lat = i < c->warmup ? &warm : keep;
+		sleep_us(gap_us(p));
+		atomic_store(&p->done, 0);
+		atomic_store(&p->cpu, sched_getcpu());
+		atomic_store(&p->t0, now_ns());
+		fire(arg);
+		while (!atomic_load_explicit(&p->done, memory_order_acquire))
+			sleep_us(5);
+	}
+	p->lat = keep;
+	lat_fini(&warm);
+}
+
+/* 1. A direct function call: the floor. */
+static void
+direct_fire(void *arg)
+{
+	probe_handled(arg);
+}
+
+/* 2. eventfd between two threads: the physical floor for crossing threads. */
+struct efd_case {
+	struct probe *p;
+	int fd;
+	_Atomic int stop;
+};
+
+static void *
+efd_consumer(void *arg)
+{
+	struct efd_case *e = arg;
+	uint64_t v;
+
+	while (read(e->fd, &v, sizeof(v)) == sizeof(v) && !atomic_load(&e->stop))
+		probe_handled(e->p);
+	return NULL;
+}
+
+static void
+efd_fire(void *arg)
+{
+	struct efd_case *e = arg;
+	uint64_t one = 1;
+
+	if (write(e->fd, &one, sizeof(one)) != sizeof(one))
+		abort();
+}
+
+/* 3. raw nng inproc PUB/SUB, a subscriber thread blocked in nng_recvmsg. */
+struct nng_case {
+	struct probe *p;
+	nng_socket pub, sub;
+};
+
+static void *
+nng_consumer(void *arg)
+{
+	struct nng_case *n = arg;
+	nng_msg *m;
+
+	while (nng_recvmsg(n->sub, &m, 0) == 0) {
+		int stop = nng_msg_len(m) > 0 && ((char *)nng_msg_body(m))[0] == 'q';
+		nng_msg_free(m);
+		if (stop)
+			break;
+		probe_handled(n->p);
+	}
+	return NULL;
+}
+
+static void
+nng_fire(void *arg)
+{
+	struct nng_case *n = arg;
+	nng_msg *m;
+
+	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, "x", 2) != 0 ||
+	    nng_sendmsg(n->pub, m, 0) != 0)
+		abort();
+}
+
+/* 4. mobbus: a bridge call through the bus, the deliver actor and the
+ * durable store, to the C consumer. */
+struct bus_case {
+	struct probe *p;
+	mb_bus *bus;
+	mb_store *store;
+	mb_pub *pub;
+	mb_actor *deliver;
+	uint64_t n;
+};
+
+static int
+bus_consumer_cb(void *arg, const mb_envelope *env)
+{
+	struct bus_case *b = arg;
+
+	if (env->body_case == MOBBUS__ENVELOPE__BODY_NOTIFICATION)
+		probe_handled(b->p);
+	return MB_OK;
+}
+
+static int
+publish_notification(mb_pub *pub, const char *topic, uint64_t n)
+{
+	Mobbus__Notification no = MOBBUS__NOTIFICATION__INIT;
+	mb_envelope env = MOBBUS__ENVELOPE__INIT;
+	char id[32];
+
+	snprintf(id, sizeof(id), "n%llu", (unsigned long long)n);
+	no.id = id;
+	no.source = MOBBUS__NOTIFICATION__SOURCE__PUSH;
+	no.presentation = MOBBUS__NOTIFICATION__PRESENTATION__FOREGROUND;
+	no.data_json = "{}";
+	env.body_case = MOBBUS__ENVELOPE__BODY_NOTIFICATION;
+	env.notification = &no;
+	return mb_publish(pub, topic, &env);
+}
+
+static void
+bus_fire(void *arg)
+{
+	struct bus_case *b = arg;
+
+	if (publish_notification(b->pub, MB_TOPIC_NOTIFY_ARRIVAL, b->n++) != MB_OK)
+		abort();
+}
+
+static int
+subscribe_consumer(mb_pub *pub)
+{
+	Mobbus__AppCommand c = MOBBUS__APP_COMMAND__INIT;
+	mb_envelope env = MOBBUS__ENVELOPE__INIT;
+
+	c.do_ = MOBBUS__APP_COMMAND__DO__SUBSCRIBE;
+	env.body_case = MOBBUS__ENVELOPE__BODY_APP;
+	env.app = &c;
+	return mb_publish(pub, "cmd/subscribe", &env);
+}
+
+static void
+db_path(const struct cfg *c, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", c->dir, name);
+	unlink(buf);
+	strncat(buf, "-wal", len - strlen(buf) - 1);
+	unlink(buf);
+	buf[strlen(buf) - 4] = '\0';
+	strncat(buf, "-shm", len - strlen(buf) - 1);
+	unlink(buf);
+	buf[strlen(buf) - 4] = '\0';
+}
+
+/* Open bus + store + deliver with the C consumer attached. */
+static int
+bus_case_open(const struct cfg *c, struct bus_case *b, const char *db,
+    int subscribe)
+{
+	struct mb_store_opts so = { .size = sizeof(so), .path = db };
+	struct mb_deliver_opts dopts = { .size = sizeof(dopts) };
+	struct mb_sink_ops sink = { .size = sizeof(sink),
+		.receive = bus_consumer_cb };
+	mb_actor *sa;
+
+	(void)c;
+	if (mb_bus_open(&b->bus, NULL) != MB_OK ||
+	    mb_store_open(b->bus, &so, &b->store) != MB_OK ||
+	    mb_pub_alloc(b->bus, &b->pub) != MB_OK)
+		return -1;
+	dopts.store = b->store;
+	dopts.consumer = &sink;
+	dopts.consumer_arg = b;
+	if (mb_deliver_start(b->bus, &dopts, &b->deliver) != MB_OK)
+		return -1;
+	(void)sa;
+	if (subscribe && subscribe_consumer(b->pub) != MB_OK)
+		return -1;
+	return mb_bus_drain(b->bus, 10000) == MB_OK ? 0 : -1;
+}
+
+static void
+bus_case_close(struct bus_case *b)
+{
+	mb_store_close(b->store);
+	mb_bus_close(b->bus);
+}
+
+/* Throughput: counting actors, the store journaling every event. */
+struct counter {
+	_Atomic uint64_t n;
+	_Atomic int busy_us;      /* simulated work per envelope */
+};
+
+static int
+count_init_cb(mb_actor *a, void *arg, void **statep)
+{
+	(void)a;
+	*statep = arg;
+	return MB_OK;
+}
+
+static int
+count_handle_cb(mb_actor *a, void *state, const mb_envelope *env)
+{
+	struct counter *k = state;
+	int busy = atomic_load(&k->busy_us);
+
+	(void)a;
+	(void)env;
+	if (busy > 0) {
+		uint64_t until = now_ns() + (uint64_t)busy * 1000u;
+		while (now_ns() < until)
+			;
+	}
+	atomic_fetch_add(&k->n, 1);
+	return MB_OK;
+}
+
+static void
+count_terminate_cb(mb_actor *a, void *state)
+{
+	(void)a;
+	(void)state;
+}
+
+static const char *const count_topics[] = { "notify/", NULL };
+static const struct mb_actor_ops count_ops = {
+	.size = sizeof(struct mb_actor_ops),
+	.name = "counter",
+	.topics = count_topics,
+	.init = count_init_cb,
+	.handle = count_handle_cb,
+	.terminate = count_terminate_cb,
+};
+
+struct tput {
+	int subscribers;
+	double events_per_s;
+	double persisted_per_s;
+	uint64_t gaps, missed, handled;
+};
+
+static int
+run_tput(const struct cfg *c, int nsub, struct tput *out)
+{
+	struct counter k[4] = { 0 };
+	struct mb_store_opts so = { .size = sizeof(so) };
+	struct mb_bus_stats st;
+	char db[512];
+	mb_bus *bus;
+	mb_store *store;
+	mb_pub *pub;
+	mb_actor *a;
+	uint64_t t0, t1, t2;
+
+	db_path(c, "tput.db", db, sizeof(db));
+	so.path = db;
+	if (mb_bus_open(&bus, NULL) != MB_OK ||
+	    mb_store_open(bus, &so, &store) != MB_OK ||
+	    mb_pub_alloc(bus, &pub) != MB_OK)
+		return -1;
+	for (int i = 0; i < nsub; i++)
+		if (mb_actor_start(bus, &count_ops, &k[i], &a) != MB_OK)
+			return -1;
+	t0 = now_ns();
+	for (size_t i = 0; i < c->tput_events; i++)
+		(void)publish_notification(pub, "notify/bench", i);
+	(void)mb_bus_drain(bus, 120000);
+	t1 = now_ns();
+	(void)mb_flush(store, 120000);
+	t2 = now_ns();
+	mb_bus_stats(bus, &st);
+	out->subscribers = nsub;
+	out->events_per_s = (double)c->tput_events / ((double)(t1 - t0) / 1e9);
+	out->persisted_per_s = (double)c->tput_events / ((double)(t2 - t0) / 1e9);
+	out->gaps = st.gaps;
+	out->missed = st.missed;
+	out->handled = st.handled;
+	mb_store_close(store);
+	mb_bus_close(bus);
+	return 0;
+}
+
+/* Cold start: from opening the bus to the first delivery. */
+struct cold_case {
+	_Atomic uint64_t first;
+};
+
+static int
+cold_consumer_cb(void *arg, const mb_envelope *env)
+{
+	struct cold_case *cc = arg;
+	uint64_t zero = 0;
+
+	if (env->body_case == MOBBUS__ENVELOPE__BODY_NOTIFICATION)
+		atomic_compare_exchange_strong(&cc->first, &zero, now_ns());
+	return MB_OK;
+}
+
+static double
+run_cold(const struct cfg *c, size_t stored)
+{
+	struct mb_store_opts so = { .size = sizeof(so) };
+	struct mb_deliver_opts dopts = { .size = sizeof(dopts) };
+	struct mb_sink_ops sink = { .size = sizeof(sink),
+		.receive = cold_consumer_cb };
+	struct cold_case cc = { 0 };
+	char db[512];
+	mb_bus *bus;
+	mb_store *store;
+	mb_pub *pub;
+	mb_actor *d;
+	uint64_t t0;
+
+	db_path(c, stored ? "cold.db" : "cold-empty.db", db, sizeof(db));
+	so.path = db;
+	/* Fill: a process whose consumer never came up. */
+	if (mb_bus_open(&bus, NULL) != MB_OK ||
+	    mb_store_open(bus, &so, &store) != MB_OK ||
+	    mb_pub_alloc(bus, &pub) != MB_OK)
+		return -1;
+	dopts.store = store;
+	if (mb_deliver_start(bus, &dopts, &d) != MB_OK)
+		return -1;
+	for (size_t i = 0; i < stored; i++) {
+		(void)publish_notification(pub, MB_TOPIC_NOTIFY_ARRIVAL, i);
+		if (i % 4096 == 4095)
+			(void)mb_bus_drain(bus, 60000); /* stay under the queues */
+	}
+	(void)mb_flush(store, 120000);
+	mb_store_close(store);
+	mb_bus_close(bus);
+
+	/* The next process: everything from opening the bus on counts. */
+	t0 = now_ns();
+	if (mb_bus_open(&bus, NULL) != MB_OK ||
+	    mb_store_open(bus, &so, &store) != MB_OK ||
+	    mb_pub_alloc(bus, &pub) != MB_OK)
+		return -1;
+	dopts.store = store;
+	dopts.consumer = &sink;
+	dopts.consumer_arg = &cc;
+	if (mb_deliver_start(bus, &dopts, &d) != MB_OK)
+		return -1;
+	if (stored == 0)
+		(void)publish_notification(pub, MB_TOPIC_NOTIFY_ARRIVAL, 1);
+	(void)subscribe_consumer(pub);
+	while (atomic_load(&cc.first) == 0)
+		sleep_us(20);
+	double ms = (double)(atomic_load(&cc.first) - t0) / 1e6;
+	(void)mb_bus_drain(bus, 120000);
+	mb_store_close(store);
+	mb_bus_close(bus);
+	return ms;
+}
+
+/* The cost of a bridge call while every subscriber is busy. */
+static int
+run_call_cost(const struct cfg *c, struct lat *l)
+{
+	struct counter k[2] = { 0 };
+	mb_bus *bus;
+	mb_pub *pub;
+	mb_actor *a;
+
+	if (mb_bus_open(&bus, NULL) != MB_OK || mb_pub_alloc(bus, &pub) != MB_OK)
+		return -1;
+	for (int i = 0; i < 2; i++) {
+		atomic_store(&k[i].busy_us, 50);
+		if (mb_actor_start(bus, &count_ops, &k[i], &a) != MB_OK)
+			return -1;
+	}
+	for (size_t i = 0; i < c->samples; i++) {
+		uint64_t t0 = now_ns();
+		(void)publish_notification(pub, "notify/cost", i);
+		lat_add(l, now_ns() - t0, 1);
+		if (i % 64 == 63)
+			sleep_us(10);
+	}
+	atomic_store(&k[0].busy_us, 0);
+	atomic_store(&k[1].busy_us, 0);
+	(void)mb_bus_drain(bus, 120000);
+	mb_bus_close(bus);
+	lat_finish(l);
+	return 0;
+}
+
+static long
+rss_kb(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kb = -1;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+struct mem {
+	long base_kb, start_kb, after_kb, peak_kb;
+	size_t events;
+};
+
+/* RSS of the bus with its built-in actors, and after many events. */
+static int
+run_mem(const struct cfg *c, struct mem *m)
+{
+	struct bus_case b = { 0 };
+	struct probe p = { 0 };
+	struct lat sink;
+	struct rusage ru;
+	char db[512];
+
+	lat_init(&sink, "mem", 1);
+	p.lat = &sink;
+	b.p = &p;
+	m->base_kb = rss_kb();
+	db_path(c, "mem.db", db, sizeof(db));
+	if (bus_case_open(c, &b, db, 1) != 0)
+		return -1;
+	for (size_t i = 0; i < 20000; i++)
+		bus_fire(&b);
+	(void)mb_flush(b.store, 60000);
+	m->start_kb = rss_kb();
+	for (size_t i = 0; i < c->rss_events; i++) {
+		bus_fire(&b);
+		if (i % 2048 == 2047)
+			(void)mb_bus_drain(b.bus, 60000);
+	}
+	(void)mb_flush(b.store, 120000);
+	m->after_kb = rss_kb();
+	m->events = c->rss_events;
+	getrusage(RUSAGE_SELF, &ru);
+	m->peak_kb = ru.ru_maxrss;
+	bus_case_close(&b);
+	lat_fini(&sink);
+	return 0;
+}
+
+static void
+print_lat(const struct lat *l, const struct lat *nng, const struct lat *beam)
+{
+	printf("%-34s %8.2f %8.2f %8.2f %9.2f %9.2f %6.1f%%", l->name, l->p50,
+	    l->p90, l->p99, l->p999, l->max,
+	    l->n ? 100.0 * (double)l->same_cpu / (double)l->n : 0.0);
+	if (nng != NULL && nng->n)
+		printf("  %5.2fx %5.2fx", l->p50 / nng->p50, l->p99 / nng->p99);
+	else
+		printf("  %6s %6s", "-", "-");
+	if (beam != NULL && beam->n)
+		printf("  %5.2fx", l->p50 / beam->p50);
+	printf("\n");
+}
+
+static json_t *
+lat_json(const struct lat *l)
+{
+	return json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+	    "name", l->name, "samples", (json_int_t)l->n, "p50_us", l->p50,
+	    "p90_us", l->p90, "p99_us", l->p99, "p999_us", l->p999, "max_us",
+	    l->max, "mean_us", l->mean, "same_cpu_share",
+	    l->n ? (double)l->same_cpu / (double)l->n : 0.0);
+}
+
+static void
+plot(const struct cfg *c, struct lat *cases, int n)
+{
+	char script[4096], data[8][600];
+	size_t off = 0;
+	FILE *g;
+
+	for (int i = 0; i < n; i++) {
+		snprintf(data[i], sizeof(data[i]), "%s/cdf-%d.dat", c->dir, i);
+		lat_write_cdf(&cases[i], data[i]);
+	}
+	off += (size_t)snprintf(script + off, sizeof(script) - off,
+	    "set terminal png size 1000,600\nset output '%s'\n"
+	    "set title 'mobbus wake-to-handle latency (one-way, CDF)'\n"
+	    "set xlabel 'latency (us, log scale)'\nset ylabel 'fraction of events'\n"
+	    "set logscale x\nset grid\nset key bottom right\nplot ",
+	    c->plot_path);
+	for (int i = 0; i < n; i++)
+		off += (size_t)snprintf(script + off, sizeof(script) - off,
+		    "%s'%s' using 1:2 with lines lw 2 title '%s'", i ? ", " : "",
+		    data[i], cases[i].name);
+	snprintf(script + off, sizeof(script) - off, "\n");
+	if ((g = popen("gnuplot 2>/dev/null", "w")) == NULL) {
+		fprintf(stderr, "bench: gnuplot not available: no plot\n");
+		return;
+	}
+	fputs(script, g);
+	if (pclose(g) != 0)
+		fprintf(stderr, "bench: gnuplot failed: no plot\n");
+	else
+		printf("plot: %s\n", c->plot_path);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct cfg c = { .samples = 50000, .warmup = 2000,
+		.tput_events = 1000000, .rss_events = 10000000,
+		.cold_events = 100000, .dir = "/tmp",
+		.plot_path = "bench-latency.png" };
+	struct lat lat[6], cost;
+	struct probe p = { .rng = 0x9e3779b97f4a7c15ULL };
+	struct tput tp[2];
+	struct mem mem;
+	double cold_full, cold_empty;
+	int nlat = 0, ci = 1;
+	json_t *js;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--quick") == 0) {
+			c.quick = 1;
+			c.samples = 3000;
+			c.warmup = 300;
+			c.tput_events = 50000;
+			c.rss_events = 100000;
+			c.cold_events = 100000;
+		} else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
+			c.json_path = argv[++i];
+		} else if (strcmp(argv[i], "--plot") == 0 && i + 1 < argc) {
+			c.plot_path = argv[++i];
+		} else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
+			c.dir = argv[++i];
+		} else {
+			fprintf(stderr, "usage: mobbus-bench [--quick] [--json FILE] "
+			                "[--plot FILE.png] [--dir SCRATCH]\n");
+			return 2;
+		}
+	}
+
+	/* 1. direct call */
+	lat_init(&lat[nlat], "1 direct call (floor)", c.samples);
+	p.lat = &lat[nlat];
+	drive(&c, &p, direct_fire, &p);
+	lat_finish(&lat[nlat++]);
+
+	/* 2. eventfd hand-off */
+	{
+		struct efd_case e = { .p = &p, .fd = eventfd(0, EFD_CLOEXEC) };
+		pthread_t th;
+		uint64_t one = 1;
+		lat_init(&lat[nlat], "2 eventfd hand-off", c.samples);
+		p.lat = &lat[nlat];
+		pthread_create(&th, NULL, efd_consumer, &e);
+		drive(&c, &p, efd_fire, &e);
+		atomic_store(&e.stop, 1);
+		if (write(e.fd, &one, sizeof(one)) != sizeof(one))
+			abort();
+		pthread_join(th, NULL);
+		close(e.fd);
+		lat_finish(&lat[nlat++]);
+	}
+
+	/* 3. raw nng PUB/SUB */
+	{
+		struct nng_case n = { .p = &p };
+		pthread_t th;
+		nng_msg *m;
+		lat_init(&lat[nlat], "3 nng inproc PUB/SUB (transport)",
+		    c.samples);
+		p.lat = &lat[nlat];
+		nng_pub0_open(&n.pub);
+		nng_sub0_open(&n.sub);
+		nng_socket_set(n.sub, NNG_OPT_SUB_SUBSCRIBE, "", 0);
+		nng_listen(n.pub, "inproc://mobbus-bench", NULL, 0);
+		nng_dial(n.sub, "inproc://mobbus-bench", NULL, 0);
+		sleep_us(20000); /* the pipe attaches asynchronously */
+		pthread_create(&th, NULL, nng_consumer, &n);
+		drive(&c, &p, nng_fire, &n);
+		nng_msg_alloc(&m, 0);
+		nng_msg_append(m, "q", 1);
+		nng_sendmsg(n.pub, m, 0);
+		pthread_join(th, NULL);
+		nng_close(n.sub);
+		nng_close(n.pub);
+		lat_finish(&lat[nlat++]);
+	}
+
+	/* 4. mobbus, C consumer, store on */
+	{
+		struct bus_case b = { .p = &p };
+		char db[512];
+		db_path(&c, "latency.db", db, sizeof(db));
+		lat_init(&lat[nlat], "4 mobbus + C consumer, store on",
+		    c.samples);
+		p.lat = &lat[nlat];
+		if (bus_case_open(&c, &b, db, 1) != 0) {
+			fprintf(stderr, "bench: cannot open the bus\n");
+			return 1;
+		}
+		drive(&c, &p, bus_fire, &b);
+		bus_case_close(&b);
+		lat_finish(&lat[nlat++]);
+	}
+
+	if (run_tput(&c, 1, &tp[0]) != 0 || run_tput(&c, 4, &tp[1]) != 0) {
+		fprintf(stderr, "bench: throughput run failed\n");
+		return 1;
+	}
+	cold_full = run_cold(&c, c.cold_events);
+	cold_empty = run_cold(&c, 0);
+	lat_init(&cost, "bridge call, subscribers busy", c.samples);
+	run_call_cost(&c, &cost);
+	if (run_mem(&c, &mem) != 0) {
+		fprintf(stderr, "bench: memory run failed\n");
+		return 1;
+	}
+
+	printf("\nmobbus bench%s: %zu samples per latency case after %zu warm-up, "
+	       "one event at a time, 20-200 us random idle gap\n",
+	    c.quick ? " (quick)" : "", c.samples, c.warmup);
+	printf("%-34s %8s %8s %8s %9s %9s %7s  %6s %6s\n", "latency (us)", "p50",
+	    "p90", "p99", "p99.9", "max", "samecpu", "/nng50", "/nng99");
+	for (int i = 0; i < nlat; i++)
+		print_lat(&lat[i], &lat[2], NULL);
+	printf("\n%-34s %8.0f ns p50, %8.0f ns p99\n", "bridge call cost",
+	    cost.p50 * 1000, cost.p99 * 1000);
+	for (int i = 0; i < 2; i++)
+		printf("throughput to %d subscriber%s: %10.0f events/s, %llu gaps "
+		       "(%llu lost), persisted %10.0f events/s\n",
+		    tp[i].subscribers, tp[i].subscribers > 1 ? "s" : "",
+		    tp[i].events_per_s, (unsigned long long)tp[i].gaps,
+		    (unsigned long long)tp[i].missed, tp[i].persisted_per_s);
+	printf("cold start to first delivery: %.2f ms with %zu stored events, "
+	       "%.2f ms with an empty store\n",
+	    cold_full, c.cold_events, cold_empty);
+	printf("memory: RSS %ld kB before the bus, %ld kB running, %ld kB after "
+	       "%zu more events (growth %ld kB), peak %ld kB\n",
+	    mem.base_kb, mem.start_kb, mem.after_kb, mem.events,
+	    mem.after_kb - mem.start_kb, mem.peak_kb);
+
+	plot(&c, lat, nlat);
+	if (c.json_path != NULL) {
+		json_t *cases = json_array();
+		for (int i = 0; i < nlat; i++)
+			json_array_append_new(cases, lat_json(&lat[i]));
+		js = json_pack("{s:b, s:o, s:o, s:f, s:f, s:f, s:f}", "quick",
+		    c.quick, "latency", cases, "bridge_call",
+		    lat_json(&cost), "ratio_p50_vs_nng", lat[3].p50 / lat[2].p50,
+		    "ratio_p99_vs_nng", lat[3].p99 / lat[2].p99,
+		    "cold_start_ms_stored", cold_full, "cold_start_ms_empty",
+		    cold_empty);
+		json_object_set_new(js, "cold_start_stored_events",
+		    json_integer((json_int_t)c.cold_events));
+		for (int i = 0; i < 2; i++) {
+			char key[48];
+			snprintf(key, sizeof(key), "throughput_%d_subscribers",
+			    tp[i].subscribers);
+			json_object_set_new(js, key,
+			    json_pack("{s:f, s:f, s:I, s:I}", "events_per_s",
+			        tp[i].events_per_s, "persisted_per_s",
+			        tp[i].persisted_per_s, "gaps",
+			        (json_int_t)tp[i].gaps, "lost",
+			        (json_int_t)tp[i].missed));
+		}
+		json_object_set_new(js, "memory",
+		    json_pack("{s:I, s:I, s:I, s:I, s:I}", "rss_running_kb",
+		        (json_int_t)mem.start_kb, "rss_after_kb",
+		        (json_int_t)mem.after_kb, "rss_growth_kb",
+		        (json_int_t)(mem.after_kb - mem.start_kb), "events",
+		        (json_int_t)mem.events, "peak_kb", (json_int_t)mem.peak_kb));
+		if (json_dump_file(js, c.json_path, JSON_INDENT(2)) != 0)
+			fprintf(stderr, "bench: cannot write %s\n", c.json_path);
+		json_decref(js);
+	}
+	(void)ci;
+	for (int i = 0; i < nlat; i++)
+		lat_fini(&lat[i]);
+	lat_fini(&cost);
+	return (tp[0].gaps || tp[1].gaps) ? 3 : 0;
+}
