@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -578,7 +579,8 @@ plot(const struct cfg *c, struct lat *cases, int n)
 		    "%s'%s' using 1:2 with lines lw 2 title '%s'", i ? ", " : "",
 		    data[i], cases[i].name);
 	snprintf(script + off, sizeof(script) - off, "\n");
-	if ((g = popen("gnuplot 2>/dev/null", "w")) == NULL) {
+	if (system("command -v gnuplot >/dev/null 2>&1") != 0 ||
+	    (g = popen("gnuplot 2>/dev/null", "w")) == NULL) {
 		fprintf(stderr, "bench: gnuplot not available: no plot\n");
 		return;
 	}
@@ -604,6 +606,8 @@ main(int argc, char **argv)
 	int nlat = 0, ci = 1;
 	json_t *js;
 
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--quick") == 0) {
 			c.quick = 1;

@@ -64,35 +64,24 @@ pb_str_set(char **field, const char *v)
 	*field = xstrdup(v);
 }
 
-static struct mbi_note *
-note_find(struct mbi_deliver *d, const char *id)
-{
-	for (size_t i = 0; i < d->nnotes; i++)
-		if (strcmp(d->notes[i].id, id) == 0)
-			return &d->notes[i];
-	return NULL;
-}
-
+/*
+ * The record of id: from the cache, else from the store's inbox (an
+ * identity older than the cache), else a new one.
+ */
 static struct mbi_note *
 note_get(struct mbi_deliver *d, const char *id)
 {
-	struct mbi_note *n = note_find(d, id);
+	struct mbi_note *n = mbi_notes_find(&d->notes, id);
+	int arrival = 0, tap = 0, known;
 
 	if (n != NULL)
 		return n;
-	if (d->nnotes == d->capnotes) {
-		size_t cap = d->capnotes ? d->capnotes * 2 : 16;
-		struct mbi_note *nn = realloc(d->notes, cap * sizeof(*nn));
-		if (nn == NULL)
-			return NULL;
-		d->notes = nn;
-		d->capnotes = cap;
+	known = d->store != NULL &&
+	    mbi_store_note(d->store, id, &arrival, &tap) == MB_OK;
+	if ((n = mbi_notes_add(&d->notes, id)) != NULL && known) {
+		n->arrival = arrival != 0;
+		n->tap = tap != 0;
 	}
-	n = &d->notes[d->nnotes];
-	memset(n, 0, sizeof(*n));
-	if ((n->id = strdup(id)) == NULL)
-		return NULL;
-	d->nnotes++;
 	return n;
 }
 
@@ -287,33 +276,52 @@ out_put(struct mbi_deliver *d, const char *topic, mb_envelope *env,
 	return MB_OK;
 }
 
+static void
+backlog_row_cb(void *arg, const struct mbi_out_row *r)
+{
+	struct mbi_deliver *d = arg;
+	mb_envelope *env = mobbus__envelope__unpack(NULL, r->envlen, r->env);
+	struct mbi_out o = { .seq = r->seq, .env = env };
+
+	d->backlog_after = r->seq;
+	if (env == NULL) {
+		/* An unreadable row: say so and drop it, nothing else. */
+		(void)mb_publish_error(d->pub, MB_EPROTO,
+		    "outbox row %lld is not an envelope; dropped",
+		    (long long)r->seq);
+		persist_out(d, MBI_OP_OUT_DEL, r->seq, 0, NULL, NULL);
+		return;
+	}
+	snprintf(o.topic, sizeof(o.topic), "%s", r->topic);
+	/* Handed by an earlier process and never acknowledged: again, as a
+	 * redelivery (reading 15). */
+	o.earlier = r->state == MBI_OUT_HANDED;
+	if (o.earlier && !is_notification(env)) {
+		persist_out(d, MBI_OP_OUT_DEL, r->seq, 0, NULL, NULL);
+		mobbus__envelope__free_unpacked(env, NULL);
+		return;
+	}
+	hand(d, &o, 1);
+}
+
 /*
- * The consumer is up: hand what an earlier process handed and nobody
- * acknowledged (again, redelivered), then everything waiting, in the order
- * it was stored.
+ * The consumer is up: hand what earlier processes left (a page at a time,
+ * from the store), then everything waiting in memory, in the order it was
+ * stored.
  */
 static void
 flush_queue(struct mbi_deliver *d)
 {
-	size_t qi = 0;
-
-	for (;;) {
-		struct mbi_out *earliest = NULL;
-		for (size_t i = 0; i < d->nunacked; i++)
-			if (d->unacked[i].earlier &&
-			    (earliest == NULL || d->unacked[i].seq < earliest->seq))
-				earliest = &d->unacked[i];
-		if (earliest != NULL &&
-		    (qi == d->nqueue || earliest->seq < d->queue[qi].seq)) {
-			struct mbi_out o = *earliest;
-			*earliest = d->unacked[--d->nunacked];
-			hand(d, &o, 1);
-			continue;
-		}
-		if (qi == d->nqueue)
-			break;
-		hand(d, &d->queue[qi++], 1);
+	while (d->backlog_after < d->backlog_end) {
+		int64_t before = d->backlog_after;
+		if (mbi_store_load_outbox(d->store, d->backlog_after,
+		        d->backlog_end, MBI_BACKLOG_PAGE, backlog_row_cb,
+		        d) != MB_OK ||
+		    d->backlog_after == before)
+			d->backlog_after = d->backlog_end; /* nothing more */
 	}
+	for (size_t i = 0; i < d->nqueue; i++)
+		hand(d, &d->queue[i], 1);
 	d->nqueue = 0;
 }
 
@@ -732,8 +740,11 @@ deliver_handle_cb(mb_actor *a, void *state, const mb_envelope *in)
 static void
 load_note_cb(void *arg, const char *id, int arrival, int tap)
 {
-	struct mbi_note *n = note_get(arg, id);
+	struct mbi_deliver *d = arg;
+	struct mbi_note *n = mbi_notes_find(&d->notes, id);
 
+	if (n == NULL)
+		n = mbi_notes_add(&d->notes, id);
 	if (n != NULL) {
 		n->arrival = arrival != 0;
 		n->tap = tap != 0;
@@ -757,45 +768,6 @@ load_seen_cb(void *arg, const char *hash, const char *id, int64_t first,
 	s->generation = (unsigned)generation;
 }
 
-/* Rows of the outbox: waiting ones queue again; handed, unacknowledged
- * ones are handed again (redelivered) at the first subscribe. */
-static void
-load_out_cb(void *arg, const struct mbi_out_row *r)
-{
-	struct mbi_deliver *d = arg;
-	mb_envelope *env = mobbus__envelope__unpack(NULL, r->envlen, r->env);
-	struct mbi_out o = { .seq = r->seq, .env = env };
-
-	if (r->seq >= d->next_seq)
-		d->next_seq = r->seq + 1;
-	if (env == NULL) {
-		/* Unreadable row: say so and drop it, nothing else. */
-		(void)mb_publish_error(d->pub, MB_EPROTO,
-		    "outbox row %lld is not an envelope; dropped",
-		    (long long)r->seq);
-		persist_out(d, MBI_OP_OUT_DEL, r->seq, 0, NULL, NULL);
-		return;
-	}
-	snprintf(o.topic, sizeof(o.topic), "%s", r->topic);
-	if (r->state == MBI_OUT_HANDED && is_notification(env) &&
-	    d->nunacked < MBI_UNACKED_MAX) {
-		o.earlier = 1;
-		d->unacked[d->nunacked++] = o;
-		return;
-	}
-	if (d->nqueue == d->capqueue) {
-		size_t cap = d->capqueue ? d->capqueue * 2 : 32;
-		struct mbi_out *nq = realloc(d->queue, cap * sizeof(*nq));
-		if (nq == NULL) {
-			mobbus__envelope__free_unpacked(env, NULL);
-			return;
-		}
-		d->queue = nq;
-		d->capqueue = cap;
-	}
-	d->queue[d->nqueue++] = o;
-}
-
 static int
 deliver_init_cb(mb_actor *a, void *arg, void **statep)
 {
@@ -804,6 +776,10 @@ deliver_init_cb(mb_actor *a, void *arg, void **statep)
 
 	if (d == NULL)
 		return MB_ENOMEM;
+	if (mbi_notes_init(&d->notes, MBI_NOTES_MAX) != 0) {
+		free(d);
+		return MB_ENOMEM;
+	}
 	d->manual_ack = o->manual_ack;
 	d->pub = mb_actor_pub(a);
 	d->store = o->store;
@@ -813,9 +789,11 @@ deliver_init_cb(mb_actor *a, void *arg, void **statep)
 	if (d->store != NULL && mbi_store_ok(d->store)) {
 		/* What an earlier process left: its reads are the one place
 		 * the store is on a delivery thread, once, at start. */
-		(void)mbi_store_load_notes(d->store, load_note_cb, d);
+		(void)mbi_store_load_notes(d->store, MBI_NOTES_MAX, load_note_cb,
+		    d);
 		(void)mbi_store_load_seen(d->store, load_seen_cb, d);
-		(void)mbi_store_load_outbox(d->store, load_out_cb, d);
+		(void)mbi_store_outbox_max(d->store, &d->backlog_end);
+		d->next_seq = d->backlog_end + 1;
 		(void)mbi_store_token_acked(d->store, "ios", d->token_acked[0],
 		    sizeof(d->token_acked[0]));
 		(void)mbi_store_token_acked(d->store, "android",
@@ -837,14 +815,12 @@ deliver_terminate_cb(mb_actor *a, void *state)
 		mobbus__envelope__free_unpacked(d->queue[i].env, NULL);
 	for (size_t i = 0; i < d->nunacked; i++)
 		mobbus__envelope__free_unpacked(d->unacked[i].env, NULL);
-	for (size_t i = 0; i < d->nnotes; i++)
-		free(d->notes[i].id);
+	mbi_notes_fini(&d->notes);
 	for (size_t i = 0; i < d->nwindows; i++) {
 		free(d->windows[i].push_id);
 		free(d->windows[i].id);
 	}
 	free(d->queue);
-	free(d->notes);
 	free(d->windows);
 	free(d);
 }

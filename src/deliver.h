@@ -6,16 +6,12 @@
 #include <stdint.h>
 
 #include "mobbus.h"
+#include "notes.h"
 
 #define MBI_SEEN_MAX 1024
+#define MBI_NOTES_MAX 16384
+#define MBI_BACKLOG_PAGE 256
 #define MBI_UNACKED_MAX 4096
-
-/* What has been handed for one notification identity. */
-struct mbi_note {
-	char *id;
-	unsigned arrival : 1;  /* handed (or queued) as foreground/push_fired */
-	unsigned tap : 1;      /* handed (or queued) as a tap */
-};
 
 /* A payload hash seen recently, and the identity its first copy took. */
 struct mbi_seen {
@@ -50,8 +46,7 @@ struct mbi_deliver {
 	int consumer_up;
 	struct mbi_out *queue;
 	size_t nqueue, capqueue;
-	struct mbi_note *notes;
-	size_t nnotes, capnotes;
+	struct mbi_notes notes;       /* recent identities; older: the inbox */
 	struct mbi_seen seen[MBI_SEEN_MAX];
 	size_t nseen;
 	struct mbi_window *windows;
@@ -62,6 +57,10 @@ struct mbi_deliver {
 	const struct mb_sink_ops *consumer;
 	void *consumer_arg;
 	int64_t next_seq;
+	/* Outbox rows an earlier process left, seq in (backlog_after,
+	 * backlog_end]: read a page at a time when the consumer is up, so a
+	 * cold start with a long backlog hands the first one at once. */
+	int64_t backlog_after, backlog_end;
 	int os_slot;                  /* this device's platform: 0 iOS, 1 Android */
 	char token_acked[2][512];     /* [0] iOS, [1] Android */
 	char token_announced[2][512];

@@ -29,7 +29,7 @@ state_done(sqlite3_stmt *s, int rc)
 }
 
 int
-mbi_store_load_outbox(mb_store *st,
+mbi_store_load_outbox(mb_store *st, int64_t after, int64_t upto, int limit,
     void (*fn)(void *arg, const struct mbi_out_row *row), void *arg)
 {
 	sqlite3_stmt *s;
@@ -39,10 +39,14 @@ mbi_store_load_outbox(mb_store *st,
 		return MB_OK;
 	pthread_mutex_lock(&st->rlock);
 	if ((s = state_prepare(st, "SELECT seq, topic, note_id, state, envelope"
-	                           " FROM outbox ORDER BY seq")) == NULL) {
+	                           " FROM outbox WHERE seq > ?1 AND seq <= ?2"
+	                           " ORDER BY seq LIMIT ?3")) == NULL) {
 		pthread_mutex_unlock(&st->rlock);
 		return MB_EDB;
 	}
+	sqlite3_bind_int64(s, 1, after);
+	sqlite3_bind_int64(s, 2, upto);
+	sqlite3_bind_int(s, 3, limit);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct mbi_out_row r = {
 			.seq = sqlite3_column_int64(s, 0),
@@ -61,7 +65,59 @@ mbi_store_load_outbox(mb_store *st,
 }
 
 int
-mbi_store_load_notes(mb_store *st,
+mbi_store_outbox_max(mb_store *st, int64_t *max)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	*max = 0;
+	if (st == NULL)
+		return MB_OK;
+	pthread_mutex_lock(&st->rlock);
+	if ((s = state_prepare(st, "SELECT coalesce(max(seq), 0) FROM outbox")) ==
+	    NULL) {
+		pthread_mutex_unlock(&st->rlock);
+		return MB_EDB;
+	}
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		*max = sqlite3_column_int64(s, 0);
+		rc = SQLITE_DONE;
+	}
+	rc = state_done(s, rc);
+	pthread_mutex_unlock(&st->rlock);
+	return rc;
+}
+
+int
+mbi_store_note(mb_store *st, const char *id, int *arrival, int *tap)
+{
+	sqlite3_stmt *s;
+	int rc, rv;
+
+	if (st == NULL)
+		return MB_EFIELD;
+	pthread_mutex_lock(&st->rlock);
+	if ((s = state_prepare(st, "SELECT arrival, tap FROM inbox"
+	                           " WHERE id = ?1")) == NULL) {
+		pthread_mutex_unlock(&st->rlock);
+		return MB_EDB;
+	}
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*arrival = sqlite3_column_int(s, 0);
+		*tap = sqlite3_column_int(s, 1);
+		rv = MB_OK;
+	} else {
+		rv = rc == SQLITE_DONE ? MB_EFIELD : MB_EDB;
+	}
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->rlock);
+	return rv;
+}
+
+int
+mbi_store_load_notes(mb_store *st, int limit,
     void (*fn)(void *arg, const char *id, int arrival, int tap), void *arg)
 {
 	sqlite3_stmt *s;
@@ -70,11 +126,14 @@ mbi_store_load_notes(mb_store *st,
 	if (st == NULL)
 		return MB_OK;
 	pthread_mutex_lock(&st->rlock);
-	if ((s = state_prepare(st, "SELECT id, arrival, tap FROM inbox")) ==
-	    NULL) {
+	/* The newest, oldest first, so they are the last a cache evicts. */
+	if ((s = state_prepare(st, "SELECT id, arrival, tap FROM (SELECT rowid,"
+	                           " id, arrival, tap FROM inbox ORDER BY rowid"
+	                           " DESC LIMIT ?1) ORDER BY rowid")) == NULL) {
 		pthread_mutex_unlock(&st->rlock);
 		return MB_EDB;
 	}
+	sqlite3_bind_int(s, 1, limit);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
 		fn(arg, (const char *)sqlite3_column_text(s, 0),
 		    sqlite3_column_int(s, 1), sqlite3_column_int(s, 2));

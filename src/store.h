@@ -69,10 +69,16 @@ struct mbi_out_row {
 	const void *env;
 	size_t envlen;
 };
-int mbi_store_load_outbox(mb_store *st,
+/* Outbox rows with after < seq <= upto, at most limit, in seq order. */
+int mbi_store_load_outbox(mb_store *st, int64_t after, int64_t upto, int limit,
     void (*fn)(void *arg, const struct mbi_out_row *row), void *arg);
-int mbi_store_load_notes(mb_store *st,
+/* mbi_store_outbox_max - the highest outbox seq (0 when empty). */
+int mbi_store_outbox_max(mb_store *st, int64_t *max);
+/* The newest limit inbox entries, oldest first. */
+int mbi_store_load_notes(mb_store *st, int limit,
     void (*fn)(void *arg, const char *id, int arrival, int tap), void *arg);
+/* mbi_store_note - one inbox entry: MB_OK, MB_EFIELD when absent, MB_EDB. */
+int mbi_store_note(mb_store *st, const char *id, int *arrival, int *tap);
 int mbi_store_load_seen(mb_store *st,
     void (*fn)(void *arg, const char *hash, const char *id, int64_t first,
         int by_hash, int generation),

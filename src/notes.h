@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * notes.h - the deliver actor's memory of recent notification identities:
+ * what was handed for each (arrival, tap). A bounded cache: the oldest entry
+ * makes room for a new one, and the store's inbox answers for older ones.
+ */
+#ifndef MB_NOTES_H
+#define MB_NOTES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct mbi_note {
+	char *id;
+	unsigned arrival : 1;  /* handed (or queued) as foreground/push_fired */
+	unsigned tap : 1;      /* handed (or queued) as a tap */
+	struct mbi_note *next; /* hash chain */
+};
+
+struct mbi_notes {
+	struct mbi_note *ring;     /* cap entries, oldest at head */
+	struct mbi_note **buckets; /* nbuckets chains */
+	size_t cap, n, head, nbuckets;
+};
+
+int mbi_notes_init(struct mbi_notes *ns, size_t cap);
+void mbi_notes_fini(struct mbi_notes *ns);
+/* mbi_notes_find - the entry of id, or NULL. */
+struct mbi_note *mbi_notes_find(struct mbi_notes *ns, const char *id);
+/* mbi_notes_add - a new, zeroed entry for id (which must not be there yet),
+ * evicting the oldest when full; NULL when out of memory. */
+struct mbi_note *mbi_notes_add(struct mbi_notes *ns, const char *id);
+
+#endif
