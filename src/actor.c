@@ -227,14 +227,51 @@ actor_supervise(mb_actor *a, int rv, const mb_envelope *env, struct mbi_done *d)
 	}
 }
 
+/* actor_deliver_one - unpack, track and handle one envelope of topic. */
+static void
+actor_deliver_one(mb_actor *a, const char *topic, const uint8_t *p,
+    size_t len, struct mbi_done *d)
+{
+	mb_envelope *env;
+	int rv;
+
+	env = mobbus__envelope__unpack(NULL, len, p);
+	if (env == NULL || env->seq == 0 || env->publisher == 0 ||
+	    strcmp(env->topic, topic) != 0) {
+		d->settled++;
+		(void)mb_publish_error(a->a_pub, MB_EPROTO,
+		                       "actor %.40s: malformed envelope (%zu bytes)",
+		                       a->a_name, len);
+		goto out;
+	}
+	if (!actor_track(a, env, d)) {
+		goto out;
+	}
+	d->settled++;
+	if (!a->a_dead) {
+		d->handled++;
+		if ((rv = a->a_ops.handle(a, a->a_state, env)) != 0) {
+			actor_supervise(a, rv, env, d);
+		}
+	}
+out:
+	if (env != NULL) {
+		mobbus__envelope__free_unpacked(env, NULL);
+	}
+}
+
+/*
+ * actor_deliver - one nng message: a probe, one envelope, or a batch
+ * (topic, NUL, a 0 byte, then 4-byte little-endian lengths and envelopes;
+ * see mb_publish_batch). A batch cut short settles what it holds and
+ * reports the rest as malformed.
+ */
 static void
 actor_deliver(mb_actor *a, const uint8_t *buf, size_t len)
 {
 	struct mbi_done d = {0};
-	mb_envelope *env = NULL;
 	const uint8_t *nul;
-	size_t tlen;
-	int rv;
+	size_t tlen, off;
 
 	if (len == MBI_PROBE_LEN && buf[0] == '\0') {
 		actor_probe(a, buf);
@@ -242,35 +279,39 @@ actor_deliver(mb_actor *a, const uint8_t *buf, size_t len)
 	}
 	nul = memchr(buf, '\0', len < MBI_TOPIC_MAX ? len : MBI_TOPIC_MAX);
 	if (nul == NULL || nul == buf) {
-		goto bad;
-	}
-	tlen = (size_t)(nul - buf);
-	env = mobbus__envelope__unpack(NULL, len - tlen - 1, nul + 1);
-	if (env == NULL || env->seq == 0 || env->publisher == 0 ||
-	    strcmp(env->topic, (const char *)buf) != 0) {
-		goto bad;
-	}
-	if (!actor_track(a, env, &d)) {
+		d.settled++;
+		(void)mb_publish_error(a->a_pub, MB_EPROTO,
+		                       "actor %.40s: malformed envelope (%zu bytes)",
+		                       a->a_name, len);
 		goto out;
 	}
-	d.settled++;
-	if (!a->a_dead) {
-		d.handled++;
-		if ((rv = a->a_ops.handle(a, a->a_state, env)) != 0) {
-			actor_supervise(a, rv, env, &d);
+	tlen = (size_t)(nul - buf);
+	if (len > tlen + 1 && buf[tlen + 1] == 0) {
+		for (off = tlen + 2; off < len;) {
+			size_t n = 0;
+			if (len - off < 4) {
+				break;
+			}
+			for (int b = 0; b < 4; b++) {
+				n |= (size_t)buf[off + (size_t)b] << (8 * b);
+			}
+			off += 4;
+			if (n > len - off) {
+				break;
+			}
+			actor_deliver_one(a, (const char *)buf, buf + off, n, &d);
+			off += n;
 		}
+		if (off != len) {
+			d.settled++;
+			(void)mb_publish_error(a->a_pub, MB_EPROTO,
+			    "actor %.40s: batch cut short at byte %zu of %zu",
+			    a->a_name, off, len);
+		}
+		goto out;
 	}
-	goto out;
-
-bad:
-	d.settled++;
-	(void)mb_publish_error(a->a_pub, MB_EPROTO,
-	                       "actor %.40s: malformed envelope (%zu bytes)",
-	                       a->a_name, len);
+	actor_deliver_one(a, (const char *)buf, nul + 1, len - tlen - 1, &d);
 out:
-	if (env != NULL) {
-		mobbus__envelope__free_unpacked(env, NULL);
-	}
 	/* Settle last: whatever the handler published is counted by now, so
 	 * mb_bus_drain also waits for those follow-ups. */
 	if (d.settled > 0 || d.restarts > 0) {
@@ -314,6 +355,11 @@ actor_free(mb_actor *a)
 		nng_close(a->a_sock);
 	}
 	actor_terminate(a);
+	/* Only a started actor owns its arg: a failed start leaves it with
+	 * the caller. */
+	if (a->a_registered && a->a_ops.release != NULL) {
+		a->a_ops.release(a->a_arg);
+	}
 	mb_pub_free(a->a_pub);
 	nng_aio_free(a->a_aio);
 	mbi_seqtab_fini(&a->a_last);
