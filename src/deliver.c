@@ -76,7 +76,7 @@ note_get(struct mbi_deliver *d, const char *id)
 
 	if (n != NULL)
 		return n;
-	known = d->store != NULL &&
+	known = d->store != NULL && mbi_notes_maybe_older(&d->notes, id) &&
 	    mbi_store_note(d->store, id, &arrival, &tap) == MB_OK;
 	if ((n = mbi_notes_add(&d->notes, id)) != NULL && known) {
 		n->arrival = arrival != 0;
@@ -791,6 +791,8 @@ deliver_init_cb(mb_actor *a, void *arg, void **statep)
 		 * the store is on a delivery thread, once, at start. */
 		(void)mbi_store_load_notes(d->store, MBI_NOTES_MAX, load_note_cb,
 		    d);
+		/* A full cache may have left older ids in the store. */
+		d->notes.saturated = d->notes.n == d->notes.cap;
 		(void)mbi_store_load_seen(d->store, load_seen_cb, d);
 		(void)mbi_store_outbox_max(d->store, &d->backlog_end);
 		d->next_seq = d->backlog_end + 1;

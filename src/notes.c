@@ -5,8 +5,11 @@
 
 #include "notes.h"
 
-static size_t
-notes_hash(const char *s, size_t nbuckets)
+#define BLOOM_BITS (1u << 23) /* 1 MiB: ~1% false positives at 1M ids */
+#define BLOOM_K 4
+
+static uint64_t
+notes_fnv(const char *s)
 {
 	uint64_t h = 1469598103934665603ULL;
 
@@ -14,7 +17,47 @@ notes_hash(const char *s, size_t nbuckets)
 		h ^= (unsigned char)*s++;
 		h *= 1099511628211ULL;
 	}
-	return (size_t)(h & (nbuckets - 1));
+	return h;
+}
+
+static size_t
+notes_hash(const char *s, size_t nbuckets)
+{
+	return (size_t)(notes_fnv(s) & (nbuckets - 1));
+}
+
+/* Bit i of the filter for id: double hashing from one 64-bit hash. */
+static uint32_t
+bloom_bit(uint64_t h, int i)
+{
+	uint32_t a = (uint32_t)h, b = (uint32_t)(h >> 32) | 1;
+	return (a + (uint32_t)i * b) & (BLOOM_BITS - 1);
+}
+
+static void
+bloom_add(struct mbi_notes *ns, const char *id)
+{
+	uint64_t h = notes_fnv(id) * 0x9e3779b97f4a7c15ULL;
+
+	for (int i = 0; i < BLOOM_K; i++) {
+		uint32_t bit = bloom_bit(h, i);
+		ns->bloom[bit / 64] |= 1ULL << (bit % 64);
+	}
+}
+
+int
+mbi_notes_maybe_older(const struct mbi_notes *ns, const char *id)
+{
+	uint64_t h = notes_fnv(id) * 0x9e3779b97f4a7c15ULL;
+
+	if (ns->saturated)
+		return 1;
+	for (int i = 0; i < BLOOM_K; i++) {
+		uint32_t bit = bloom_bit(h, i);
+		if (!(ns->bloom[bit / 64] & (1ULL << (bit % 64))))
+			return 0;
+	}
+	return 1;
 }
 
 int
@@ -27,7 +70,8 @@ mbi_notes_init(struct mbi_notes *ns, size_t cap)
 	ns->cap = cap;
 	ns->ring = calloc(cap, sizeof(*ns->ring));
 	ns->buckets = calloc(ns->nbuckets, sizeof(*ns->buckets));
-	if (ns->ring == NULL || ns->buckets == NULL) {
+	ns->bloom = calloc(BLOOM_BITS / 64, sizeof(*ns->bloom));
+	if (ns->ring == NULL || ns->buckets == NULL || ns->bloom == NULL) {
 		mbi_notes_fini(ns);
 		return -1;
 	}
@@ -41,6 +85,7 @@ mbi_notes_fini(struct mbi_notes *ns)
 		free(ns->ring[i].id);
 	free(ns->ring);
 	free(ns->buckets);
+	free(ns->bloom);
 	memset(ns, 0, sizeof(*ns));
 }
 
@@ -83,6 +128,7 @@ mbi_notes_add(struct mbi_notes *ns, const char *id)
 		slot = ns->head; /* the oldest goes */
 		ns->head = (ns->head + 1) % ns->cap;
 		notes_unlink(ns, &ns->ring[slot]);
+		bloom_add(ns, ns->ring[slot].id);
 		free(ns->ring[slot].id);
 	}
 	n = &ns->ring[slot];

@@ -21,6 +21,10 @@ struct mbi_notes {
 	struct mbi_note *ring;     /* cap entries, oldest at head */
 	struct mbi_note **buckets; /* nbuckets chains */
 	size_t cap, n, head, nbuckets;
+	/* A Bloom filter of the ids the cache let go of, so that a miss on a
+	 * brand-new id (nearly every miss) need not ask the store. */
+	uint64_t *bloom;
+	int saturated;             /* the store may know ids never cached */
 };
 
 int mbi_notes_init(struct mbi_notes *ns, size_t cap);
@@ -30,5 +34,8 @@ struct mbi_note *mbi_notes_find(struct mbi_notes *ns, const char *id);
 /* mbi_notes_add - a new, zeroed entry for id (which must not be there yet),
  * evicting the oldest when full; NULL when out of memory. */
 struct mbi_note *mbi_notes_add(struct mbi_notes *ns, const char *id);
+/* mbi_notes_maybe_older - whether id may be one the cache no longer holds
+ * (then ask the store); false means it is certainly new. */
+int mbi_notes_maybe_older(const struct mbi_notes *ns, const char *id);
 
 #endif
