@@ -353,13 +353,17 @@ effect_free(mb_envelope *env)
 }
 
 /*
- * Send an effect. When queued is set, it follows a message still waiting for
- * the consumer and must not overtake it (reading 8).
+ * Send an effect. With after_queued set it was caused by the message just
+ * queued (a bridge-side completion after its hand-off, a failed completion
+ * after its error line) and must not overtake it; otherwise it happens now,
+ * even before older messages still waiting (a budget that ran out before
+ * the consumer was up: reading 8).
  */
 static void
-effect_send(struct mbi_deliver *d, mb_envelope *env, const char *topic)
+effect_send(struct mbi_deliver *d, mb_envelope *env, const char *topic,
+    int after_queued)
 {
-	if (d->nqueue > 0 && !d->consumer_up) {
+	if (after_queued && d->nqueue > 0 && !d->consumer_up) {
 		mb_envelope *copy = env_dup(env);
 		if (copy != NULL)
 			out_put(d, topic, copy, 1, 0);
@@ -370,7 +374,8 @@ effect_send(struct mbi_deliver *d, mb_envelope *env, const char *topic)
 }
 
 static void
-complete_push(struct mbi_deliver *d, struct mbi_window *w, const char *result)
+complete_push(struct mbi_deliver *d, struct mbi_window *w, const char *result,
+    int after_queued)
 {
 	mb_envelope *env;
 
@@ -381,7 +386,7 @@ complete_push(struct mbi_deliver *d, struct mbi_window *w, const char *result)
 		return;
 	env->effect->push_id = w->push_id;
 	env->effect->result = (char *)result;
-	effect_send(d, env, "effect/push_completion");
+	effect_send(d, env, "effect/push_completion", after_queued);
 }
 
 static void
@@ -396,7 +401,7 @@ complete_task(struct mbi_deliver *d, struct mbi_window *w, int success)
 		return;
 	env->effect->identifier = w->id;
 	env->effect->success = success;
-	effect_send(d, env, "effect/task_completed");
+	effect_send(d, env, "effect/task_completed", 0);
 }
 
 static struct mbi_window *
@@ -454,7 +459,7 @@ fire_timers(struct mbi_deliver *d, int64_t now)
 		if (due->task)
 			complete_task(d, due, 0);
 		else
-			complete_push(d, due, "failed");
+			complete_push(d, due, "failed", 0);
 	}
 }
 
@@ -516,7 +521,7 @@ on_notification(struct mbi_deliver *d, const mb_envelope *in, const char *topic)
 			/* Already handed as an arrival: this copy adds nothing,
 			 * and its fetch window closes at once. */
 			if (w != NULL)
-				complete_push(d, w, "no_data");
+				complete_push(d, w, "no_data", 0);
 			return MB_OK;
 		}
 		note->arrival = 1;
@@ -527,7 +532,7 @@ on_notification(struct mbi_deliver *d, const mb_envelope *in, const char *topic)
 	pb_str_set(&env->notification->id, id);
 	out_put(d, bg ? "app/push_fired" : "app/notification", env, 0, 1);
 	if (w != NULL && n->complete_now)
-		complete_push(d, w, "no_data");
+		complete_push(d, w, "no_data", 1);
 	return MB_OK;
 }
 
@@ -542,7 +547,7 @@ on_rejected(struct mbi_deliver *d, const mb_envelope *in)
 	out_put(d, "app/error", env, 0, 0);
 	if (*in->error->push_id &&
 	    (w = window_add(d, 0, in->error->push_id, "", in->at_ms)) != NULL)
-		complete_push(d, w, "failed");
+		complete_push(d, w, "failed", 1);
 	return MB_OK;
 }
 
@@ -646,7 +651,7 @@ on_cmd(struct mbi_deliver *d, const mb_envelope *in)
 		if (w->task)
 			complete_task(d, w, strcmp(c->result, "failed") != 0);
 		else
-			complete_push(d, w, c->result);
+			complete_push(d, w, c->result, 0);
 		return MB_OK;
 	default:
 		return MB_OK;
