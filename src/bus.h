@@ -135,4 +135,49 @@ mbi_mono_ns(void)
 	return ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
 }
 
+/* The bus and its publishers; private to bus.c, pub.c and actor.c. */
+struct mb_pub {
+	mb_bus *p_bus;
+	uint32_t p_id;
+	pthread_mutex_t p_mtx;
+	struct mbi_seqtab p_seq; /* keyed (0, topic) */
+	nng_aio *p_aio;          /* send aio, reused under p_mtx */
+	struct mb_pub *p_next;   /* on b_pubs, under b_mtx */
+	struct mb_pub *p_prev;
+};
+
+struct mb_bus {
+	pthread_mutex_t b_start_mtx;
+	pthread_mutex_t b_mtx;
+	pthread_cond_t b_drain_cv; /* inflight reached 0 */
+	pthread_cond_t b_pipe_cv;  /* b_pipes grew */
+	nng_socket b_sock;
+	bool b_sock_open;
+	bool b_closing;
+	char b_url[64];
+	unsigned b_recvbuf;
+	_Atomic int64_t b_clock_ms; /* < 0: CLOCK_MONOTONIC */
+	uint64_t b_inflight;
+	uint64_t b_pipes; /* PUB pipes attached so far */
+	uint32_t b_next_pub;
+	uint64_t b_probe_gen;
+	/* Freed publishers' last seq per (id, topic), for snapshots. */
+	struct mbi_seqtab b_retired;
+	struct mb_bus_stats b_stats;
+	struct mbi_sub *b_subs;
+	struct mb_pub *b_pubs;
+};
+
+
+/* Shared by bus.c and pub.c; see the lock order in bus.c. */
+int mbi_nng_err(int rv);
+/* Count (add) or uncount k envelopes for every actor matching buf; returns
+ * how many actors matched. Under b_mtx. */
+uint64_t mbi_bus_count(mb_bus *bus, const void *buf, size_t len, bool add,
+    uint64_t k);
+/* Settle n counted envelopes (drain accounting). Under b_mtx. */
+void mbi_bus_settle(mb_bus *bus, uint64_t n);
+/* Send len bytes as one message. Under b_mtx. */
+int mbi_bus_send_locked(mb_bus *bus, const void *buf, size_t len);
+
 #endif /* MOBBUS_BUS_H */
