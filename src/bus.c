@@ -252,6 +252,9 @@ mb_bus_close(mb_bus *bus)
 	pthread_mutex_lock(&bus->b_mtx);
 	bus->b_closing = true;
 	pthread_mutex_unlock(&bus->b_mtx);
+	/* No new ticks while the actors stop. */
+	mbi_timer_stop(bus->b_timer);
+	bus->b_timer = NULL;
 
 	/* mb_actor_stop unregisters (and frees the actor's own publisher), so
 	 * take the head again each time rather than walk a changing list. */

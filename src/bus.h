@@ -166,7 +166,12 @@ struct mb_bus {
 	struct mb_bus_stats b_stats;
 	struct mbi_sub *b_subs;
 	struct mb_pub *b_pubs;
+	struct mbi_timer *b_timer; /* started by mb_bus_wake_at, or NULL */
 };
+
+/* mbi_timer_stop - stop and free the bus's timer (timer.c). */
+struct mbi_timer;
+void mbi_timer_stop(struct mbi_timer *t);
 
 
 /* Shared by bus.c and pub.c; see the lock order in bus.c. */

@@ -32,6 +32,7 @@ struct conn {
 struct conn_actor {
 	struct mb_conn_opts opts;
 	mb_pub *pub;
+	mb_bus *bus;
 	int foreground;
 	int online;
 	char windows[WINDOW_MAX][128]; /* open push_ids and task ids */
@@ -125,6 +126,7 @@ conn_schedule(struct conn_actor *c, struct conn *k, int64_t now)
 	/* Full jitter: anywhere up to the ceiling, so a fleet of phones
 	 * coming back online does not dial in step. */
 	k->retry_at = now + (int64_t)(conn_rand(c) % (ceiling + 1));
+	(void)mb_bus_wake_at(c->bus, k->retry_at);
 }
 
 static void
@@ -194,6 +196,8 @@ conn_all(struct conn_actor *c, int open, int64_t now)
 static void
 conn_tick(struct conn_actor *c, int64_t now)
 {
+	int64_t next = -1;
+
 	for (int i = 0; i < c->nconns; i++) {
 		struct conn *k = &c->conns[i];
 		if (k->fd >= 0 && conn_dead(k->fd)) {
@@ -203,7 +207,11 @@ conn_tick(struct conn_actor *c, int64_t now)
 		}
 		if (k->fd < 0 && k->retry_at >= 0 && k->retry_at <= now)
 			conn_dial(c, k, now);
+		if (k->retry_at >= 0 && (next < 0 || k->retry_at < next))
+			next = k->retry_at;
 	}
+	if (next >= 0)
+		(void)mb_bus_wake_at(c->bus, next);
 }
 
 static void
@@ -335,6 +343,7 @@ conn_init_cb(mb_actor *a, void *arg, void **statep)
 		return MB_ENOMEM;
 	c->opts = *(const struct mb_conn_opts *)arg;
 	c->pub = mb_actor_pub(a);
+	c->bus = mb_actor_bus(a);
 	c->online = 1;
 	c->rng = c->opts.seed ? c->opts.seed : (uint64_t)time(NULL) | 1;
 	*statep = c;

@@ -424,6 +424,7 @@ window_add(struct mbi_deliver *d, int task, const char *push_id,
 	w->push_id = xstrdup(push_id);
 	w->id = xstrdup(id);
 	w->deadline = deadline;
+	(void)mb_bus_wake_at(d->bus, deadline);
 	return w;
 }
 
@@ -446,6 +447,8 @@ window_find(struct mbi_deliver *d, const char *push_id, const char *id)
 static void
 fire_timers(struct mbi_deliver *d, int64_t now)
 {
+	int64_t next = -1;
+
 	for (;;) {
 		struct mbi_window *due = NULL;
 		for (size_t i = 0; i < d->nwindows; i++) {
@@ -455,12 +458,28 @@ fire_timers(struct mbi_deliver *d, int64_t now)
 				due = w;
 		}
 		if (due == NULL)
-			return;
+			break;
 		if (due->task)
 			complete_task(d, due, 0);
 		else
 			complete_push(d, due, "failed", 0);
 	}
+	/* Forget finished windows (a late completion for one is ignored
+	 * anyway), and ask to be woken for the next budget still running. */
+	for (size_t i = 0; i < d->nwindows;) {
+		struct mbi_window *w = &d->windows[i];
+		if (w->done) {
+			free(w->push_id);
+			free(w->id);
+			*w = d->windows[--d->nwindows];
+			continue;
+		}
+		if (next < 0 || w->deadline < next)
+			next = w->deadline;
+		i++;
+	}
+	if (next >= 0)
+		(void)mb_bus_wake_at(d->bus, next);
 }
 
 /* Find a queued, not yet handed tap of this id. */
@@ -787,6 +806,7 @@ deliver_init_cb(mb_actor *a, void *arg, void **statep)
 	}
 	d->manual_ack = o->manual_ack;
 	d->pub = mb_actor_pub(a);
+	d->bus = mb_actor_bus(a);
 	d->store = o->store;
 	d->consumer = o->consumer;
 	d->consumer_arg = o->consumer_arg;

@@ -42,6 +42,7 @@ struct mbi_out {
 
 struct mbi_deliver {
 	mb_pub *pub;
+	mb_bus *bus;
 	int manual_ack;
 	int consumer_up;
 	struct mbi_out *queue;

@@ -100,6 +100,16 @@ void mb_bus_set_clock(mb_bus *bus, int64_t now_ms);
 int64_t mb_bus_now_ms(mb_bus *bus);
 
 /*
+ * mb_bus_wake_at - ask for a "time/tick" envelope when the bus clock reaches
+ * at_ms. Only the earliest request is kept: an actor waiting for a deadline
+ * asks again each time it handles a tick. A bus thread, started at the first
+ * request, sleeps until then. Under a simulated clock (mb_bus_set_clock) the
+ * caller of set_clock publishes the ticks and this does nothing. Any thread,
+ * actor callbacks included. Errors: MB_EINVAL, MB_ECLOSED, MB_ENOMEM.
+ */
+int mb_bus_wake_at(mb_bus *bus, int64_t at_ms);
+
+/*
  * mb_bus_drain - wait until every envelope published so far has been handled
  * (or counted as lost) by every actor it was addressed to, including what
  * those handlers published in turn. Returns MB_OK, or MB_ETIMEDOUT after

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -990,6 +991,113 @@ START_TEST(test_batch_truncated)
 }
 END_TEST
 
+START_TEST(test_wake_at)
+{
+	/* Real time: a tick comes when the earliest deadline is due, and not
+	 * before; under a simulated clock, requests are ignored. */
+	mb_bus *bus;
+	struct rec r;
+	struct mb_actor_ops ops;
+	int64_t asked;
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	rec_init(&r, "time/", NULL);
+	rec_start(bus, &r, &ops);
+	asked = mb_bus_now_ms(bus);
+	NUTS_PASS(mb_bus_wake_at(bus, asked + 300));
+	NUTS_PASS(mb_bus_wake_at(bus, asked + 50)); /* the earliest wins */
+	NUTS_FAIL(mb_bus_wake_at(bus, -1), MB_EINVAL);
+	pthread_mutex_lock(&r.mtx);
+	while (r.nseen < 1) {
+		struct timespec dl = nuts_deadline(WAIT_MS);
+		ck_assert_int_eq(pthread_cond_timedwait(&r.cv, &r.mtx, &dl), 0);
+	}
+	pthread_mutex_unlock(&r.mtx);
+	ck_assert_uint_eq(r.nseen, 1);
+	ck_assert_int_ge(r.seen[0].at_ms, asked + 50);
+	mb_bus_close(bus);
+	rec_fini(&r);
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	mb_bus_set_clock(bus, 0);
+	NUTS_PASS(mb_bus_wake_at(bus, 1)); /* simulated: the driver ticks */
+	mb_bus_close(bus);
+}
+END_TEST
+
+/* A consumer that counts effects (deliver's hook runs on its thread). */
+struct effects {
+	pthread_mutex_t mtx;
+	pthread_cond_t cv;
+	int fired, completions;
+	char result[16];
+};
+
+static int
+effects_cb(void *arg, const mb_envelope *env)
+{
+	struct effects *e = arg;
+
+	pthread_mutex_lock(&e->mtx);
+	if (env->body_case == MOBBUS__ENVELOPE__BODY_NOTIFICATION)
+		e->fired++;
+	if (env->body_case == MOBBUS__ENVELOPE__BODY_EFFECT &&
+	    env->effect->kind == MOBBUS__EFFECT__KIND__PUSH_COMPLETION) {
+		e->completions++;
+		snprintf(e->result, sizeof(e->result), "%s", env->effect->result);
+	}
+	pthread_cond_broadcast(&e->cv);
+	pthread_mutex_unlock(&e->mtx);
+	return MB_OK;
+}
+
+START_TEST(test_budget_real_time)
+{
+	/* With the real clock, a fetch window nobody completes is completed
+	 * failed when its budget runs out: the bridge's handler is always
+	 * called before the OS takes the time back. */
+	struct effects e = {.fired = 0};
+	struct mb_sink_ops ops = {.size = sizeof(ops), .receive = effects_cb};
+	struct mb_deliver_opts dopts = {.size = sizeof(dopts)};
+	Mobbus__Notification n = MOBBUS__NOTIFICATION__INIT;
+	Mobbus__AppCommand c = MOBBUS__APP_COMMAND__INIT;
+	mb_envelope env = MOBBUS__ENVELOPE__INIT;
+	mb_bus *bus;
+	mb_pub *pub;
+	mb_actor *d;
+
+	pthread_mutex_init(&e.mtx, NULL);
+	nuts_cond_init(&e.cv);
+	dopts.consumer = &ops;
+	dopts.consumer_arg = &e;
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	NUTS_PASS(mb_pub_alloc(bus, &pub));
+	NUTS_PASS(mb_deliver_start(bus, &dopts, &d));
+	c.do_ = MOBBUS__APP_COMMAND__DO__SUBSCRIBE;
+	env.body_case = MOBBUS__ENVELOPE__BODY_APP;
+	env.app = &c;
+	NUTS_PASS(mb_publish(pub, "cmd/subscribe", &env));
+	n.id = "S1";
+	n.presentation = MOBBUS__NOTIFICATION__PRESENTATION__BACKGROUND;
+	n.push_id = "P1";
+	n.budget_ms = 50;
+	env.body_case = MOBBUS__ENVELOPE__BODY_NOTIFICATION;
+	env.notification = &n;
+	NUTS_PASS(mb_publish(pub, MB_TOPIC_NOTIFY_BACKGROUND, &env));
+	pthread_mutex_lock(&e.mtx);
+	while (e.completions < 1) {
+		struct timespec dl = nuts_deadline(WAIT_MS);
+		ck_assert_int_eq(pthread_cond_timedwait(&e.cv, &e.mtx, &dl), 0);
+	}
+	ck_assert_int_eq(e.fired, 1);
+	ck_assert_str_eq(e.result, "failed");
+	pthread_mutex_unlock(&e.mtx);
+	NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
+	ck_assert_int_eq(e.completions, 1); /* exactly once */
+	mb_bus_close(bus);
+}
+END_TEST
+
 static Suite *
 bus_suite(void)
 {
@@ -1018,6 +1126,8 @@ bus_suite(void)
 	    {"close_running", test_close_running, 30},
 	    {"batch", test_batch, 30},
 	    {"batch_truncated", test_batch_truncated, 30},
+	    {"wake_at", test_wake_at, 30},
+	    {"budget_real_time", test_budget_real_time, 30},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
