@@ -210,6 +210,9 @@ publish_notification(mb_pub *pub, const char *topic, uint64_t n)
 
 /* Envelopes in a throughput batch: one nng message each (mb_publish_batch). */
 #define TPUT_BATCH 64
+/* Envelopes in flight per subscriber before the producer holds back: a
+ * quarter of what a subscriber's queue holds (8192 messages of 64). */
+#define TPUT_WINDOW (8192 * TPUT_BATCH / 4)
 
 static int
 publish_batch(mb_pub *pub, const char *topic, uint64_t first, size_t n)
@@ -381,10 +384,22 @@ run_tput(const struct cfg *c, int nsub, struct tput *out)
 		if (mb_actor_start(bus, &count_ops, &k[i], &a) != MB_OK)
 			return -1;
 	t0 = now_ns();
-	for (size_t i = 0; i < c->tput_events; i += TPUT_BATCH)
+	for (size_t i = 0; i < c->tput_events; i += TPUT_BATCH) {
 		(void)publish_batch(pub, "notify/bench", i,
 		    c->tput_events - i < TPUT_BATCH ? c->tput_events - i :
 		                                      TPUT_BATCH);
+		/* Flow control: a bulk producer holds back while the
+		 * subscribers are far behind, rather than overrun their queues
+		 * (nng would drop). The window stays well inside one queue. */
+		if (i % (16 * TPUT_BATCH) == 0) {
+			struct mb_bus_stats fs;
+			mb_bus_stats(bus, &fs);
+			while (fs.inflight > TPUT_WINDOW * (uint64_t)nsub) {
+				sleep_us(20);
+				mb_bus_stats(bus, &fs);
+			}
+		}
+	}
 	(void)mb_bus_drain(bus, 120000);
 	t1 = now_ns();
 	(void)mb_flush(store, 120000);

@@ -345,6 +345,7 @@ mb_bus_stats(mb_bus *bus, struct mb_bus_stats *st)
 {
 	pthread_mutex_lock(&bus->b_mtx);
 	*st = bus->b_stats;
+	st->inflight = bus->b_inflight;
 	pthread_mutex_unlock(&bus->b_mtx);
 }
 

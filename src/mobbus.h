@@ -124,6 +124,9 @@ struct mb_bus_stats {
 	uint64_t gaps;       /* holes detected (each hole may hide many) */
 	uint64_t missed;     /* envelopes lost inside those holes */
 	uint64_t restarts;   /* actor restarts by the supervisor */
+	uint64_t inflight;   /* published, not yet handled or counted lost: a
+	                      * bulk producer can hold back while this is high
+	                      * instead of overrunning the subscribers' queues */
 };
 /* mb_bus_stats - a snapshot of the bus counters. */
 void mb_bus_stats(mb_bus *bus, struct mb_bus_stats *st);

@@ -39,6 +39,11 @@
 
 #define STORE_SCHEMA_VERSION 1
 #define STORE_JOURNAL_KEEP 100000
+/* Identities remembered on disk: the newest this many notifications. */
+#define STORE_INBOX_KEEP 100000
+/* Checkpoint once the WAL holds this many pages (~4 MB), so neither the
+ * file nor its mapped index grows without bound between backgroundings. */
+#define STORE_WAL_FRAMES 1000
 
 /* Migrations: element i takes user_version i to i + 1. */
 static const char *const store_migrations[] = {
@@ -183,6 +188,18 @@ store_migrate(mb_store *st)
 	return SQLITE_OK;
 }
 
+/* After each commit on the writer's connection: how big the WAL is. */
+static int
+store_wal_cb(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	mb_store *st = arg;
+
+	(void)db;
+	(void)name;
+	st->wal_frames = frames;
+	return SQLITE_OK;
+}
+
 /* Open both connections; returns an SQLite code and what failed. */
 static int
 store_open_db(mb_store *st, const char **what)
@@ -209,6 +226,7 @@ store_open_db(mb_store *st, const char **what)
 	    (rc = store_exec(st->wdb, "PRAGMA synchronous = NORMAL")) != SQLITE_OK ||
 	    (rc = store_exec(st->wdb, "PRAGMA wal_autocheckpoint = 0")) != SQLITE_OK)
 		return rc;
+	sqlite3_wal_hook(st->wdb, store_wal_cb, st);
 	*what = "migrate";
 	if ((rc = store_migrate(st)) != SQLITE_OK) {
 		if (rc == SQLITE_MISMATCH)
@@ -351,15 +369,23 @@ store_commit(mb_store *st, struct mbi_op *batch, int checkpoint)
 		store_fail(st, "commit", msg, xrc ? xrc : rc);
 		return;
 	}
-	if (checkpoint) {
-		char trim[128];
+	if (checkpoint || st->wal_frames >= STORE_WAL_FRAMES) {
+		char trim[160];
 		snprintf(trim, sizeof(trim),
 		    "DELETE FROM journal WHERE seq <= "
 		    "(SELECT max(seq) FROM journal) - %d",
 		    STORE_JOURNAL_KEEP);
 		(void)store_exec(st->wdb, trim);
+		snprintf(trim, sizeof(trim),
+		    "DELETE FROM inbox WHERE rowid <= "
+		    "(SELECT max(rowid) FROM inbox) - %d",
+		    STORE_INBOX_KEEP);
+		(void)store_exec(st->wdb, trim);
+		/* On the writer's own thread: never inside a commit a bridge
+		 * or the delivery path waits for. */
 		(void)sqlite3_wal_checkpoint_v2(st->wdb, NULL,
 		    SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		st->wal_frames = 0;
 	}
 }
 

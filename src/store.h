@@ -144,6 +144,7 @@ struct mb_store {
 	int closed;                   /* mb_store_close began: drop new ops */
 	int refs;                     /* the owner and each holder */
 	int ok;                       /* 0 once the database failed */
+	int wal_frames;               /* writer thread only */
 	pthread_t thr;
 	int thr_started;
 };
