@@ -96,4 +96,48 @@ __lsan_default_suppressions(void)
 	return ("leak:libnng.so.1\n");
 }
 
+
+/* One Check tcase per behaviour, each with its own timeout (seconds). */
+struct nuts_case {
+	const char *name;
+	const TTest *fn;
+	double timeout;
+};
+
+/*
+ * nuts_main - run cases as the suite name, forking each (CK_FORK), print
+ * Check's summary, and return the process exit status.
+ */
+static inline int
+nuts_main(const char *name, const struct nuts_case *cases, size_t n)
+{
+	Suite *s = suite_create(name);
+	SRunner *sr;
+	int failed;
+
+	for (size_t i = 0; i < n; i++) {
+		TCase *tc = tcase_create(cases[i].name);
+
+		tcase_set_timeout(tc, cases[i].timeout);
+		tcase_add_test(tc, cases[i].fn);
+		suite_add_tcase(s, tc);
+	}
+	sr = srunner_create(s);
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
+
+/* NUTS_MAIN(name, {"case", test_fn, timeout}, ...) - the test program's
+ * main. (Check's test handles are not constant, so the table is local.) */
+#define NUTS_MAIN(name, ...)                                                   \
+	int main(void)                                                         \
+	{                                                                      \
+		const struct nuts_case nuts_cases_[] = {__VA_ARGS__};          \
+		return nuts_main(name, nuts_cases_,                            \
+		    sizeof(nuts_cases_) / sizeof(nuts_cases_[0]));             \
+	}
+
 #endif /* MOBBUS_NUTS_H */

@@ -1098,57 +1098,25 @@ START_TEST(test_budget_real_time)
 }
 END_TEST
 
-static Suite *
-bus_suite(void)
-{
-	Suite *s = suite_create("bus");
-	struct {
-		const char *name;
-		const TTest *fn;
-		double timeout;
-	} cases[] = {
-	    {"roundtrip", test_roundtrip, 30},
-	    {"prefix_once", test_prefix_once, 30},
-	    {"start_connected", test_start_connected, 60},
-	    {"baseline", test_baseline, 30},
-	    {"gap_report", test_gap_report, 30},
-	    {"never_blocks", test_never_blocks, 300},
-	    {"tail_loss", test_tail_loss, 60},
-	    {"concurrent_publish", test_concurrent_publish, 60},
-	    {"drain_followups", test_drain_followups, 60},
-	    {"drain_timeout", test_drain_timeout, 30},
-	    {"stop_pending", test_stop_pending, 30},
-	    {"restart", test_restart, 30},
-	    {"restart_limit", test_restart_limit, 30},
-	    {"malformed", test_malformed, 30},
-	    {"errors", test_errors, 30},
-	    {"init_fails", test_init_fails, 30},
-	    {"close_running", test_close_running, 30},
-	    {"batch", test_batch, 30},
-	    {"batch_truncated", test_batch_truncated, 30},
-	    {"wake_at", test_wake_at, 30},
-	    {"budget_real_time", test_budget_real_time, 30},
-	};
-
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-
-		tcase_set_timeout(tc, cases[i].timeout);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
-	return (s);
-}
-
-int
-main(void)
-{
-	SRunner *sr = srunner_create(bus_suite());
-	int failed;
-
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
-}
+NUTS_MAIN("bus",
+	{"roundtrip", test_roundtrip, 30},
+	{"prefix_once", test_prefix_once, 30},
+	{"start_connected", test_start_connected, 60},
+	{"baseline", test_baseline, 30},
+	{"gap_report", test_gap_report, 30},
+	{"never_blocks", test_never_blocks, 300},
+	{"tail_loss", test_tail_loss, 60},
+	{"concurrent_publish", test_concurrent_publish, 60},
+	{"drain_followups", test_drain_followups, 60},
+	{"drain_timeout", test_drain_timeout, 30},
+	{"stop_pending", test_stop_pending, 30},
+	{"restart", test_restart, 30},
+	{"restart_limit", test_restart_limit, 30},
+	{"malformed", test_malformed, 30},
+	{"errors", test_errors, 30},
+	{"init_fails", test_init_fails, 30},
+	{"close_running", test_close_running, 30},
+	{"batch", test_batch, 30},
+	{"batch_truncated", test_batch_truncated, 30},
+	{"wake_at", test_wake_at, 30},
+	{"budget_real_time", test_budget_real_time, 30})

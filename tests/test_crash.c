@@ -688,27 +688,5 @@ START_TEST(test_kill_recover)
 }
 END_TEST
 
-static Suite *
-crash_suite(void)
-{
-	Suite *s = suite_create("crash");
-	TCase *tc = tcase_create("kill_recover");
-
-	tcase_set_timeout(tc, 600);
-	tcase_add_test(tc, test_kill_recover);
-	suite_add_tcase(s, tc);
-	return (s);
-}
-
-int
-main(void)
-{
-	SRunner *sr = srunner_create(crash_suite());
-	int failed;
-
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
-}
+NUTS_MAIN("crash",
+	{ "kill_recover", test_kill_recover, 600 })

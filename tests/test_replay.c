@@ -540,56 +540,25 @@ START_TEST(test_manual_ack_restart_redelivers)
 }
 END_TEST
 
-static Suite *
-replay_suite(void)
-{
-	Suite *s = suite_create("replay");
-	struct {
-		const char *name;
-		const TTest *fn;
-	} cases[] = {
-		{ "ios_lifecycle", test_ios_lifecycle },
-		{ "ios_foreground_and_tap", test_ios_foreground_and_tap },
-		{ "ios_cold_tap_merges", test_ios_cold_tap_merges },
-		{ "ios_silent_push_windows", test_ios_silent_push_windows },
-		{ "ios_active_visible_remote", test_ios_active_visible_remote },
-		{ "ios_token_and_register_failure",
-		    test_ios_token_and_register_failure },
-		{ "ios_bg_task", test_ios_bg_task },
-		{ "ios_payload_too_large", test_ios_payload_too_large },
-		{ "ios_kill_drops_until_launch", test_ios_kill_drops_until_launch },
-		{ "ios_keep_alive", test_ios_keep_alive },
-		{ "android_lifecycle_and_net", test_android_lifecycle_and_net },
-		{ "android_messages", test_android_messages },
-		{ "android_taps", test_android_taps },
-		{ "android_tokens", test_android_tokens },
-		{ "android_force_stop_and_headless",
-		    test_android_force_stop_and_headless },
-		{ "android_keep_alive_and_fgs", test_android_keep_alive_and_fgs },
-		{ "server_and_advance_accepted", test_server_and_advance_accepted },
-		{ "conn_foreground_background", test_conn_foreground_background },
-		{ "conn_offline_and_windows", test_conn_offline_and_windows },
-		{ "kill_keeps_committed", test_kill_keeps_committed },
-		{ "manual_ack_restart_redelivers",
-		    test_manual_ack_restart_redelivers },
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-		tcase_set_timeout(tc, 60);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
-	return s;
-}
-
-int
-main(void)
-{
-	SRunner *sr = srunner_create(replay_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+NUTS_MAIN("replay",
+	{ "ios_lifecycle", test_ios_lifecycle, 60 },
+	{ "ios_foreground_and_tap", test_ios_foreground_and_tap, 60 },
+	{ "ios_cold_tap_merges", test_ios_cold_tap_merges, 60 },
+	{ "ios_silent_push_windows", test_ios_silent_push_windows, 60 },
+	{ "ios_active_visible_remote", test_ios_active_visible_remote, 60 },
+	{ "ios_token_and_register_failure", test_ios_token_and_register_failure, 60 },
+	{ "ios_bg_task", test_ios_bg_task, 60 },
+	{ "ios_payload_too_large", test_ios_payload_too_large, 60 },
+	{ "ios_kill_drops_until_launch", test_ios_kill_drops_until_launch, 60 },
+	{ "ios_keep_alive", test_ios_keep_alive, 60 },
+	{ "android_lifecycle_and_net", test_android_lifecycle_and_net, 60 },
+	{ "android_messages", test_android_messages, 60 },
+	{ "android_taps", test_android_taps, 60 },
+	{ "android_tokens", test_android_tokens, 60 },
+	{ "android_force_stop_and_headless", test_android_force_stop_and_headless, 60 },
+	{ "android_keep_alive_and_fgs", test_android_keep_alive_and_fgs, 60 },
+	{ "server_and_advance_accepted", test_server_and_advance_accepted, 60 },
+	{ "conn_foreground_background", test_conn_foreground_background, 60 },
+	{ "conn_offline_and_windows", test_conn_offline_and_windows, 60 },
+	{ "kill_keeps_committed", test_kill_keeps_committed, 60 },
+	{ "manual_ack_restart_redelivers", test_manual_ack_restart_redelivers, 60 })

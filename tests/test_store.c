@@ -994,52 +994,20 @@ START_TEST(test_kv_match)
 }
 END_TEST
 
-static Suite *
-store_suite(void)
-{
-	Suite *s = suite_create("store");
-	struct {
-		const char *name;
-		const TTest *fn;
-		double timeout;
-	} cases[] = {
-	    {"flush", test_flush, 60},
-	    {"reopen_manual", test_reopen_manual, 120},
-	    {"reopen_auto", test_reopen_auto, 60},
-	    {"close_racing", test_close_racing, 60},
-	    {"close_clean", test_close_clean, 30},
-	    {"file_mode", test_file_mode, 30},
-	    {"schema", test_schema, 30},
-	    {"schema_newer", test_schema_newer, 30},
-	    {"corrupt", test_corrupt, 30},
-	    {"open_fails", test_open_fails, 30},
-	    {"readonly_file", test_readonly_file, 60},
-	    {"readonly_dir", test_readonly_dir, 60},
-	    {"full", test_full, 60},
-	    {"kv_basic", test_kv_basic, 30},
-	    {"kv_persist", test_kv_persist, 30},
-	    {"kv_match", test_kv_match, 120},
-	};
-
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-
-		tcase_set_timeout(tc, cases[i].timeout);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
-	return (s);
-}
-
-int
-main(void)
-{
-	SRunner *sr = srunner_create(store_suite());
-	int failed;
-
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
-}
+NUTS_MAIN("store",
+	{"flush", test_flush, 60},
+	{"reopen_manual", test_reopen_manual, 120},
+	{"reopen_auto", test_reopen_auto, 60},
+	{"close_racing", test_close_racing, 60},
+	{"close_clean", test_close_clean, 30},
+	{"file_mode", test_file_mode, 30},
+	{"schema", test_schema, 30},
+	{"schema_newer", test_schema_newer, 30},
+	{"corrupt", test_corrupt, 30},
+	{"open_fails", test_open_fails, 30},
+	{"readonly_file", test_readonly_file, 60},
+	{"readonly_dir", test_readonly_dir, 60},
+	{"full", test_full, 60},
+	{"kv_basic", test_kv_basic, 30},
+	{"kv_persist", test_kv_persist, 30},
+	{"kv_match", test_kv_match, 120})

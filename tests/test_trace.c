@@ -151,40 +151,12 @@ START_TEST(test_missing_file)
 }
 END_TEST
 
-static Suite *
-trace_suite(void)
-{
-	Suite *s = suite_create("trace");
-	struct {
-		const char *name;
-		const TTest *fn;
-	} cases[] = {
-		{ "valid", test_valid_trace },
-		{ "invalid_json", test_invalid_json },
-		{ "unknown_callback", test_unknown_callback },
-		{ "missing_field", test_missing_field },
-		{ "time_backwards", test_time_backwards },
-		{ "bad_header", test_bad_header },
-		{ "every_bad_line_named", test_every_bad_line_named },
-		{ "missing_file", test_missing_file },
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-		tcase_set_timeout(tc, 30);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
-	return s;
-}
-
-int
-main(void)
-{
-	SRunner *sr = srunner_create(trace_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+NUTS_MAIN("trace",
+	{ "valid", test_valid_trace, 30 },
+	{ "invalid_json", test_invalid_json, 30 },
+	{ "unknown_callback", test_unknown_callback, 30 },
+	{ "missing_field", test_missing_field, 30 },
+	{ "time_backwards", test_time_backwards, 30 },
+	{ "bad_header", test_bad_header, 30 },
+	{ "every_bad_line_named", test_every_bad_line_named, 30 },
+	{ "missing_file", test_missing_file, 30 })
