@@ -7,6 +7,7 @@
 
 #include "mobbus.h"
 #include "notes.h"
+#include "store.h"
 
 #define MBI_SEEN_MAX 1024
 #define MBI_NOTES_MAX 16384
@@ -66,5 +67,43 @@ struct mbi_deliver {
 	char token_acked[2][512];     /* [0] iOS, [1] Android */
 	char token_announced[2][512];
 };
+
+/* Shared by deliver.c, identity.c, outbox.c and windows.c (one actor: all
+ * run on its thread, one envelope at a time). */
+/* identity.c: envelope copies, identities */
+mb_envelope *mbi_env_dup(const mb_envelope *env);
+char *mbi_xstrdup(const char *s);
+void mbi_pb_str_set(char **field, const char *v);
+struct mbi_note *mbi_note_get(struct mbi_deliver *d, const char *id);
+int mbi_identity_resolve(struct mbi_deliver *d, const Mobbus__Notification *n,
+    int64_t now, char *out, size_t outlen);
+
+/* outbox.c: handing to the consumer, now or in order later */
+int mbi_is_notification(const mb_envelope *env);
+void mbi_persist_out(struct mbi_deliver *d, enum mbi_op_kind kind, int64_t seq,
+    int state, const char *topic, const mb_envelope *env);
+void mbi_persist_note(struct mbi_deliver *d, const struct mbi_note *n,
+    const char *collapse_id, int64_t at);
+void mbi_persist_str(struct mbi_deliver *d, enum mbi_op_kind kind, const char *s1,
+    const char *s2, int64_t i1, int64_t i2, int64_t i3);
+void mbi_emit(struct mbi_deliver *d, const char *topic, mb_envelope *env);
+void mbi_hand(struct mbi_deliver *d, struct mbi_out *o, int queued);
+int mbi_out_put(struct mbi_deliver *d, const char *topic, mb_envelope *env,
+    int force_queue, int persist);
+void mbi_flush_queue(struct mbi_deliver *d);
+struct mbi_out *mbi_queued_tap(struct mbi_deliver *d, const char *id);
+
+/* windows.c: fetch windows, tasks, completion effects */
+mb_envelope *mbi_effect_new(Mobbus__Effect__Kind kind);
+void mbi_effect_free(mb_envelope *env);
+void mbi_effect_send(struct mbi_deliver *d, mb_envelope *env, const char *topic,
+    int after_queued);
+void mbi_complete_push(struct mbi_deliver *d, struct mbi_window *w, const char *result,
+    int after_queued);
+void mbi_complete_task(struct mbi_deliver *d, struct mbi_window *w, int success);
+struct mbi_window *mbi_window_add(struct mbi_deliver *d, int task, const char *push_id,
+    const char *id, int64_t deadline);
+struct mbi_window *mbi_window_find(struct mbi_deliver *d, const char *push_id, const char *id);
+void mbi_fire_timers(struct mbi_deliver *d, int64_t now);
 
 #endif
