@@ -149,6 +149,14 @@ struct mb_store {
 	int thr_started;
 };
 
+/* Between store.c (open, close, actor) and store_write.c (the writer). */
+void mbi_op_free(struct mbi_op *op);
+int mbi_store_exec(sqlite3 *db, const char *sql);
+void mbi_store_fail(mb_store *st, const char *what, const char *msg, int rc);
+void *mbi_store_writer(void *arg);
+uint64_t mbi_store_now_ns(void);
+int mbi_store_prepare(mb_store *st);
+
 /* mbi_store_commit_wait - wait for the commit that covers every op queued
  * now (store.c). */
 int mbi_store_commit_wait(mb_store *st, int checkpoint, int timeout_ms);
