@@ -271,6 +271,15 @@ struct mb_store_opts {
 int mb_store_open(mb_bus *bus, const struct mb_store_opts *opts,
     mb_store **stp);
 
+/*
+ * mb_store_check - whether path can be this app's store: a new file (created
+ * 0600 by mb_store_open), or a mobbus store of a schema this version reads.
+ * Another program's SQLite file, a non-database, a directory or an
+ * unopenable path is MB_EDB with the reason in err. For tools that must
+ * refuse rather than fall back to memory; it may create an empty file.
+ */
+int mb_store_check(const char *path, char *err, size_t errlen);
+
 /* mb_store_close - commit what is queued, stop the writer, close the file.
  * NULL is a no-op. Not from an actor callback. */
 void mb_store_close(mb_store *st);

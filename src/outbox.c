@@ -98,12 +98,18 @@ mbi_hand(struct mbi_deliver *d, struct mbi_out *o, int queued)
 	int keep = d->manual_ack && mbi_is_notification(env) &&
 	    d->nunacked < MBI_UNACKED_MAX;
 
-	if (mbi_is_notification(env)) {
+	if (mbi_is_notification(env))
 		env->notification->redelivered = o->earlier;
+	/* The consumer first; the bookkeeping after, off its latency. */
+	mbi_emit(d, o->topic, env);
+	if (env->body_case == MOBBUS__ENVELOPE__BODY_NOTIFICATION) {
 		mbi_persist_str(d, MBI_OP_DELIVERED, env->notification->id, NULL,
 		    env->at_ms, o->earlier, 0);
+		/* ack "auto": the hand-off is the acknowledgement. */
+		if (!d->manual_ack)
+			mbi_persist_str(d, MBI_OP_ACK, env->notification->id,
+			    NULL, env->at_ms, 0, 0);
 	}
-	mbi_emit(d, o->topic, env);
 	if (keep) {
 		struct mbi_out *u = &d->unacked[d->nunacked++];
 		*u = *o;

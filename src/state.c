@@ -3,9 +3,12 @@
  * state.c - reading the store: the key-value state API for the app and
  * plugins, and the loaders a starting actor uses to rebuild its memory.
  */
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store.h"
 
@@ -338,4 +341,54 @@ mb_state_match(mb_store *st, const char *prefix,
 	rv = state_done(s, rc);
 	pthread_mutex_unlock(&st->rlock);
 	return rv;
+}
+
+int
+mb_store_check(const char *path, char *err, size_t errlen)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	int rc, fd, version = 0, tables = 0, ours = 0;
+	struct stat sb;
+
+	err[0] = '\0';
+	if (path == NULL || *path == '\0') {
+		snprintf(err, errlen, "no database path");
+		return MB_EINVAL;
+	}
+	if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		return MB_EDB;
+	}
+	/* A new store is created 0600 whatever the umask, as mb_store_open
+	 * would; SQLite alone would make it 0644. */
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) >= 0)
+		close(fd);
+	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db,
+		    "SELECT (SELECT user_version FROM pragma_user_version),"
+		    " (SELECT count(*) FROM sqlite_master WHERE type = 'table'),"
+		    " (SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+		    "  AND name IN ('outbox', 'inbox', 'journal', 'kv'))",
+		    -1, &s, NULL);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		version = sqlite3_column_int(s, 0);
+		tables = sqlite3_column_int(s, 1);
+		ours = sqlite3_column_int(s, 2);
+		rc = SQLITE_OK;
+	}
+	if (rc != SQLITE_OK)
+		snprintf(err, errlen, "%s: %s", path,
+		    db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	else if (tables > 0 && (version == 0 || ours < 4))
+		snprintf(err, errlen,
+		    "%s: an SQLite database, but not a mobbus store", path);
+	else if (version > STORE_SCHEMA_VERSION)
+		snprintf(err, errlen,
+		    "%s: written by a newer mobbus (schema %d, this one knows "
+		    "%d)", path, version, STORE_SCHEMA_VERSION);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return err[0] ? MB_EDB : MB_OK;
 }

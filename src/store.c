@@ -37,7 +37,6 @@
 
 #include "store.h"
 
-#define STORE_SCHEMA_VERSION 1
 
 /* Migrations: element i takes user_version i to i + 1. */
 static const char *const store_migrations[] = {

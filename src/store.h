@@ -16,6 +16,9 @@
 
 #include "mobbus.h"
 
+/* The schema this mobbus writes (PRAGMA user_version). */
+#define STORE_SCHEMA_VERSION 1
+
 /* One write. Strings and blob are owned by the op once submitted. */
 enum mbi_op_kind {
 	MBI_OP_JOURNAL,     /* s1 topic, i1 at_ms, blob envelope */

@@ -65,5 +65,21 @@ expect check-fail 1 'FAIL  wrong: expect line 1, key "id": want "R2", got "R1"' 
 	"$bin" check "$tmp/wrong.trace.jsonl"
 expect check-folder 1 '^1 passed, 5 failed$' "$bin" check "$tmp"
 
+expect db-missing-dir 1 'database: .*nope/x.db: unable to open' \
+	"$bin" replay "$tmp/ok.trace.jsonl" --db "$tmp/nope/x.db"
+cp "$(dirname "$0")/cli-other.sqlite" "$tmp/other.sqlite"
+expect db-not-ours 1 'an SQLite database, but not a mobbus store' \
+	"$bin" replay "$tmp/ok.trace.jsonl" --db "$tmp/other.sqlite"
+expect db-not-a-db 1 'file is not a database' \
+	"$bin" replay "$tmp/ok.trace.jsonl" --db "$tmp/bad.trace.jsonl"
+expect trace-is-dir 2 'is a directory, not a trace file' "$bin" replay "$tmp"
+expect check-missing 2 'nope: No such file' "$bin" check "$tmp/nope"
+mkdir -p "$tmp/empty"
+expect check-empty 2 'no \*\.trace\.jsonl under' "$bin" check "$tmp/empty"
+if [ -w /dev/full ]; then
+	expect output-full 1 'writing the output failed' \
+		sh -c "'$bin' replay '$tmp/ok.trace.jsonl' >/dev/full"
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

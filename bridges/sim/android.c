@@ -24,12 +24,23 @@ has_flag(const json_t *line, const char *flag)
 	return 0;
 }
 
+/* The message id a tray tap's extras carry: google.message_id, else
+ * message_id; a number is taken as its digits, an empty string as no id. */
 static const char *
-extras_id(const json_t *extras)
+extras_id(const json_t *extras, char *buf, size_t len)
 {
-	const char *id = mbi_json_str(extras, "google.message_id");
+	static const char *const keys[] = { "google.message_id", "message_id" };
 
-	return id ? id : mbi_json_str(extras, "message_id");
+	for (int i = 0; i < 2; i++) {
+		const json_t *v = json_object_get(extras, keys[i]);
+		if (json_is_string(v) && json_string_length(v) > 0)
+			return json_string_value(v);
+		if (json_is_integer(v)) {
+			snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+			return buf;
+		}
+	}
+	return NULL;
 }
 
 /* A tray tap: the intent's extras carry the message id (reading 5). */
@@ -39,7 +50,8 @@ tap_from_extras(struct mb_sim *s, const struct mb_trace_line *l,
 {
 	Mobbus__Notification n = MOBBUS__NOTIFICATION__INIT;
 	mb_envelope env = MOBBUS__ENVELOPE__INIT;
-	const char *id = extras_id(extras);
+	char idbuf[32];
+	const char *id = extras_id(extras, idbuf, sizeof(idbuf));
 	char *data;
 	int rv;
 

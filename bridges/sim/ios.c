@@ -46,6 +46,9 @@ explicit_id(const struct mb_trace *t, const json_t *payload, char *out,
 		v = json_object_get(payload, t->id_key);
 	if (v == NULL || json_is_null(v))
 		v = json_object_get(payload, "gcm.message_id");
+	if (json_is_string(v) && json_string_length(v) == 0 &&
+	    v != json_object_get(payload, "gcm.message_id"))
+		v = json_object_get(payload, "gcm.message_id"); /* "" is no id */
 	if (json_is_string(v))
 		snprintf(out, len, "%s", json_string_value(v));
 	else if (json_is_integer(v))

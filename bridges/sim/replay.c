@@ -368,6 +368,15 @@ mb_replay(const struct mb_trace *t, const struct mb_replay_opts *opts,
 	int force_stopped = 0, processes = 0, rv = MB_OK;
 	size_t i = 0;
 
+	if (db != NULL) {
+		/* A named store must be one: a replay never runs on from
+		 * memory in place of the file it was given. */
+		char why[600];
+		if ((rv = mb_store_check(db, why, sizeof(why))) != MB_OK) {
+			fprintf(stderr, "mobbus: database: %s\n", why);
+			return rv;
+		}
+	}
 	if (db == NULL) {
 		/* Without --db the replay still has a real file, so that
 		 * kills keep what was committed; it goes at the end. */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "json.h"
 #include "mobbus.h"
@@ -189,6 +190,37 @@ check_fields(struct errs *e, unsigned lineno, enum mb_cb cb, const json_t *o)
 	}
 }
 
+/* Values with a range or a shape beyond their JSON type. */
+static void
+check_values(struct errs *e, unsigned lineno, enum mb_cb cb, const json_t *o)
+{
+	const json_t *b = json_object_get(o, "budget_ms");
+	const json_t *m = json_object_get(o, "message");
+	static const struct {
+		const char *key;
+		char type;
+	} msg_fields[] = { { "message_id", 's' }, { "data", 'o' },
+		{ "notification", 'o' }, { "priority", 's' },
+		{ "original_priority", 's' }, { "collapse_key", 's' } };
+
+	if (json_is_integer(b) &&
+	    (json_integer_value(b) < 1 ||
+	        json_integer_value(b) > MB_TRACE_BUDGET_MAX))
+		errs_add(e, MB_EFIELD, lineno,
+		    "%s: \"budget_ms\" must be from 1 to %d", mb_cb_name(cb),
+		    MB_TRACE_BUDGET_MAX);
+	if (cb != MB_CB_ON_MESSAGE_RECEIVED || !json_is_object(m))
+		return;
+	for (size_t i = 0; i < sizeof(msg_fields) / sizeof(msg_fields[0]); i++) {
+		const json_t *v = json_object_get(m, msg_fields[i].key);
+		if (v != NULL && !json_is_null(v) &&
+		    !type_ok(v, msg_fields[i].type))
+			errs_add(e, MB_EFIELD, lineno,
+			    "on_message_received: message.%s must be %s",
+			    msg_fields[i].key, type_name(msg_fields[i].type));
+	}
+}
+
 static void
 check_app(struct errs *e, unsigned lineno, const json_t *o)
 {
@@ -275,9 +307,11 @@ check_header(struct errs *e, struct mb_trace *t)
 			t->consumer_up_at = json_integer_value(v);
 	}
 	if ((v = json_object_get(app, "android_sdk")) != NULL) {
-		if (!json_is_integer(v))
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > 1000)
 			errs_add(e, MB_EHEADER, 1,
-			    "header: app.android_sdk must be an integer");
+			    "header: app.android_sdk must be an API level "
+			    "(1 to 1000)");
 		else
 			t->android_sdk = (int)json_integer_value(v);
 	}
@@ -325,9 +359,17 @@ parse_line(struct errs *e, struct mb_trace *t, unsigned lineno,
 	}
 	at = json_object_get(o, "at");
 	cbname = mbi_json_str(o, "cb");
-	if (!json_is_integer(at) || json_integer_value(at) < 0) {
+	if (at == NULL) {
 		errs_add(e, MB_EFIELD, lineno,
 		    "missing field \"at\" (a non-negative integer of ms)");
+		json_decref(o);
+		return 0;
+	}
+	if (!json_is_integer(at) || json_integer_value(at) < 0 ||
+	    json_integer_value(at) > MB_TRACE_AT_MAX) {
+		errs_add(e, MB_EFIELD, lineno,
+		    "\"at\" must be an integer of ms from 0 to %lld",
+		    (long long)MB_TRACE_AT_MAX);
 		json_decref(o);
 		return 0;
 	}
@@ -351,6 +393,7 @@ parse_line(struct errs *e, struct mb_trace *t, unsigned lineno,
 		return 0;
 	}
 	check_fields(e, lineno, cb, o);
+	check_values(e, lineno, cb, o);
 	if (cb == MB_CB_APP)
 		check_app(e, lineno, o);
 	l = &t->lines[t->nlines++];
@@ -413,12 +456,18 @@ mb_trace_load(const char *path, struct mb_trace **tp, char *err,
     size_t errlen)
 {
 	FILE *f = fopen(path, "rb");
+	struct stat st;
 	char *buf = NULL;
 	size_t len = 0, cap = 0, n;
 	int rv;
 
 	if (f == NULL) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return MB_EIO;
+	}
+	if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s: is a directory, not a trace file", path);
+		fclose(f);
 		return MB_EIO;
 	}
 	do {
@@ -439,7 +488,7 @@ mb_trace_load(const char *path, struct mb_trace **tp, char *err,
 	if (rv == MB_OK)
 		rv = mb_trace_parse(path, buf, len, tp, err, errlen);
 	else
-		snprintf(err, errlen, "%s: read error", path);
+		snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
 	free(buf);
 	return rv;
 }

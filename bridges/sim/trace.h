@@ -42,6 +42,11 @@
 	X(SERVER, "server", MB_OS_BOTH)                                        \
 	X(ADVANCE, "advance", MB_OS_BOTH)
 
+/* Upper bounds that keep simulated time arithmetic exact: 2^50 ms is about
+ * 35,000 years; a budget longer than an hour is no platform's. */
+#define MB_TRACE_AT_MAX (1LL << 50)
+#define MB_TRACE_BUDGET_MAX 3600000
+
 enum mb_os_mask { MB_OS_IOS = 1, MB_OS_ANDROID = 2, MB_OS_BOTH = 3 };
 
 enum mb_cb {

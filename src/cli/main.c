@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* main.c - the mobbus command: replay a trace, check cases. */
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,17 @@ beam_opts(struct mb_replay_opts *o)
 	return 0;
 }
 
+/* Whether the output was lost (a full disk, a closed pipe): say so. */
+static int
+out_failed(void)
+{
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return 0;
+	fprintf(stderr, "mobbus: writing the output failed: %s\n",
+	    strerror(errno));
+	return 1;
+}
+
 /* Split "TRACE [--db FILE]" style arguments. */
 static int
 parse_db(int argc, char **argv, const char **path, const char **db)
@@ -125,6 +137,8 @@ cmd_replay(int argc, char **argv)
 		printf("%s\n", tr.lines[i]);
 	mb_transcript_fini(&tr);
 	mb_trace_free(t);
+	if (out_failed())
+		return 1;
 	if (rv != MB_OK) {
 		fprintf(stderr, "mobbus: replay failed: %s\n", mb_strerror(rv));
 		return 1;
@@ -145,7 +159,8 @@ ends_with(const char *s, const char *suffix)
 	return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-/* Collect the trace files of one PATH, sorted. */
+/* Collect the trace files under PATH (a file, or a folder searched down
+ * through its subfolders), sorted within each folder. */
 static int
 collect(const char *path, char ***files, size_t *n)
 {
@@ -153,9 +168,11 @@ collect(const char *path, char ***files, size_t *n)
 	DIR *d;
 	struct dirent *de;
 	size_t start = *n;
+	char **subdirs = NULL;
+	size_t nsub = 0;
 
 	if (stat(path, &st) != 0) {
-		fprintf(stderr, "mobbus: %s: no such file or folder\n", path);
+		fprintf(stderr, "mobbus: %s: %s\n", path, strerror(errno));
 		return -1;
 	}
 	if (!S_ISDIR(st.st_mode)) {
@@ -163,19 +180,40 @@ collect(const char *path, char ***files, size_t *n)
 		(*files)[(*n)++] = strdup(path);
 		return 0;
 	}
-	if ((d = opendir(path)) == NULL)
+	if ((d = opendir(path)) == NULL) {
+		fprintf(stderr, "mobbus: %s: %s\n", path, strerror(errno));
 		return -1;
+	}
 	while ((de = readdir(d)) != NULL) {
+		struct stat cs;
 		char *p;
-		if (!ends_with(de->d_name, ".trace.jsonl"))
+		if (de->d_name[0] == '.')
 			continue;
 		if (asprintf(&p, "%s/%s", path, de->d_name) < 0)
 			break;
-		*files = realloc(*files, (*n + 1) * sizeof(**files));
-		(*files)[(*n)++] = p;
+		if (stat(p, &cs) == 0 && S_ISDIR(cs.st_mode)) {
+			subdirs = realloc(subdirs, (nsub + 1) * sizeof(*subdirs));
+			subdirs[nsub++] = p;
+		} else if (ends_with(de->d_name, ".trace.jsonl")) {
+			*files = realloc(*files, (*n + 1) * sizeof(**files));
+			(*files)[(*n)++] = p;
+		} else {
+			free(p);
+		}
 	}
 	closedir(d);
 	qsort(*files + start, *n - start, sizeof(**files), cmp_str);
+	qsort(subdirs, nsub, sizeof(*subdirs), cmp_str);
+	for (size_t i = 0; i < nsub; i++) {
+		if (collect(subdirs[i], files, n) != 0) {
+			for (; i < nsub; i++)
+				free(subdirs[i]);
+			free(subdirs);
+			return -1;
+		}
+		free(subdirs[i]);
+	}
+	free(subdirs);
 	return 0;
 }
 
@@ -195,6 +233,12 @@ cmd_check(int argc, char **argv)
 	for (int i = 0; i < argc; i++)
 		if (collect(argv[i], &files, &n) != 0)
 			return 2;
+	if (n == 0) {
+		/* A check that ran nothing must not look like a pass. */
+		fprintf(stderr, "mobbus: no *.trace.jsonl under the given "
+		                "path(s)\n");
+		return 2;
+	}
 	for (size_t i = 0; i < n; i++) {
 		const char *base = strrchr(files[i], '/');
 		char name[256];
@@ -214,6 +258,8 @@ cmd_check(int argc, char **argv)
 	}
 	free(files);
 	printf("%zu passed, %zu failed\n", passed, failed);
+	if (out_failed())
+		return 1;
 	return failed ? 1 : 0;
 }
 
