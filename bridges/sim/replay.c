@@ -23,6 +23,10 @@
 #include "replay.h"
 #include "sim.h"
 
+/* The running child and the temporary database, for replay_signal_cb. */
+static volatile pid_t replay_child;
+static char replay_tmp[4096];
+
 /* Whether line l starts a process when none runs (reading 16). */
 static int
 starts_process(const struct mb_trace *t, const struct mb_trace_line *l,
@@ -239,6 +243,8 @@ run_process(const struct mb_trace *t, size_t start, int first,
 		child_exec(opts->child_argv, t, start, first, db_path, servers,
 		    nservers, fds[1]);
 	}
+	if (pid > 0)
+		replay_child = pid;
 	if (pid == 0) {
 		FILE *out_f = fdopen(fds[1], "w");
 		close(fds[0]);
@@ -277,6 +283,7 @@ run_process(const struct mb_trace *t, size_t start, int first,
 	fclose(in);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
+	replay_child = 0;
 	if (*killed_at < 0 && rv == MB_OK &&
 	    !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
 		rv = MB_EIO;
@@ -294,6 +301,26 @@ remove_db(const char *path)
 	snprintf(side, sizeof(side), "%s-shm", path);
 	unlink(side);
 }
+
+/*
+ * An interrupted replay (Ctrl-C, SIGTERM) must not leave its child running
+ * or its temporary database behind: the handler ends both, then lets the
+ * signal do what it would have done.
+ */
+
+static void
+replay_signal_cb(int sig)
+{
+	pid_t child = replay_child;
+
+	if (child > 0)
+		kill(child, SIGKILL);
+	if (replay_tmp[0] != '\0')
+		remove_db(replay_tmp);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 
 /* The world outside the app: one local TCP port per server the trace names,
  * chosen now so that every process of the replay dials the same one. */
@@ -362,6 +389,7 @@ mb_replay(const struct mb_trace *t, const struct mb_replay_opts *opts,
     struct mb_transcript *out)
 {
 	struct mb_sim_server *servers = NULL;
+	void (*prev_int)(int), (*prev_term)(int);
 	int nservers = 0;
 	char tmp[4096];
 	const char *db = opts ? opts->db_path : NULL;
@@ -389,9 +417,18 @@ mb_replay(const struct mb_trace *t, const struct mb_replay_opts *opts,
 		close(fd);
 		db = tmp;
 	}
+	if (db == tmp) {
+		/* unlink() is async-signal-safe; the path is set once here. */
+		snprintf(replay_tmp, sizeof(replay_tmp), "%s", tmp);
+	}
+	prev_int = signal(SIGINT, replay_signal_cb);
+	prev_term = signal(SIGTERM, replay_signal_cb);
 	if ((rv = servers_init(t, &servers, &nservers)) != MB_OK) {
+		signal(SIGINT, prev_int);
+		signal(SIGTERM, prev_term);
 		if (opts == NULL || opts->db_path == NULL)
 			remove_db(tmp);
+		replay_tmp[0] = '\0';
 		return rv;
 	}
 	while (i < t->nlines && rv == MB_OK) {
@@ -416,8 +453,11 @@ mb_replay(const struct mb_trace *t, const struct mb_replay_opts *opts,
 		        "user") == 0;
 		i = (size_t)killed_at + 1;
 	}
+	signal(SIGINT, prev_int);
+	signal(SIGTERM, prev_term);
 	if (opts == NULL || opts->db_path == NULL)
 		remove_db(tmp);
+	replay_tmp[0] = '\0';
 	free(servers);
 	return rv;
 }
