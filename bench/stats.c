@@ -64,6 +64,25 @@ lat_finish(struct lat *l)
 }
 
 void
+lat_modes(const struct lat *l, uint64_t split_ns, double *fast_share,
+    double *fast_p50, double *slow_p50)
+{
+	size_t k, lo = 0, hi = l->n;
+
+	while (lo < hi) { /* first sample at or over split_ns */
+		size_t mid = lo + (hi - lo) / 2;
+		if (l->ns[mid] < split_ns)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	k = lo;
+	*fast_share = l->n ? (double)k / (double)l->n : 0.0;
+	*fast_p50 = k ? (double)l->ns[k / 2] / 1000.0 : 0.0;
+	*slow_p50 = k < l->n ? (double)l->ns[k + (l->n - k) / 2] / 1000.0 : 0.0;
+}
+
+void
 lat_fini(struct lat *l)
 {
 	free(l->ns);

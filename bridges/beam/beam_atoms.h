@@ -33,10 +33,12 @@
 	X(json) X(commit_delay_ms)                                             \
 	/* runtime errors */                                                   \
 	X(not_started) X(already_started) X(closed) X(not_found) X(no_store)   \
-	X(out_of_memory)                                                       \
+	X(out_of_memory) X(noproc) X(busy)                                     \
+	/* bench_run/4 */                                                      \
+	X(mobbus) X(consumer) X(enif_send)                                     \
 	/* stats */                                                            \
 	X(envs) X(resources) X(queued) X(received) X(sent) X(send_failed)      \
-	X(dropped) X(subscribers) X(heap_bytes) X(atoms_made)
+	X(dropped) X(subscribers) X(heap_bytes) X(atoms_made) X(direct)
 
 /* Atoms whose names are C keywords or macros: field, then text. */
 #define MBB_ATOM_MAP2(Y)                                                       \

@@ -351,7 +351,7 @@ mbb_stats_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
 	struct mbb_consumer_stats st = {0};
 	struct mbb_bus *b;
-	ERL_NIF_TERM k[10], v[10], map;
+	ERL_NIF_TERM k[11], v[11], map;
 
 	(void)argc;
 	(void)argv;
@@ -379,7 +379,9 @@ mbb_stats_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	v[8] = enif_make_uint64(env, heap_in_use());
 	k[9] = mbb_atom.atoms_made;
 	v[9] = enif_make_uint(env, mbb_atoms_made());
-	if (!enif_make_map_from_arrays(env, k, v, 10, &map))
+	k[10] = mbb_atom.direct;
+	v[10] = enif_make_uint64(env, st.direct);
+	if (!enif_make_map_from_arrays(env, k, v, 11, &map))
 		return enif_make_badarg(env);
 	return map;
 }

@@ -4,19 +4,26 @@
  * thread.
  *
  * DESIGN
- * The receive callback runs on the deliver actor's thread (an nng callback
- * thread that also runs other actors), so it does the least it can: it
- * packs the envelope (its wire form is the cheapest deep copy) onto a FIFO
- * and returns. The consumer's own thread, created here and never a
- * scheduler, unpacks each one, builds the message in a process-independent
- * env it owns, and enif_send()s it to every subscriber that asked for its
- * kind; enif_clear_env() then reuses the env.
- * One thread sends everything, so each subscriber sees the bus order, and a
- * marker queued after a drain (replay's #K, mobbus:sync/0) arrives after
- * every message before it. A failed send means the process is gone; its
- * monitor removes it. The callback thread could call enif_send itself (it
- * is no scheduler), but then building terms would hold up the deliver
- * actor, and a marker from another thread could overtake its messages.
+ * The receive callback runs on the deliver actor's thread: an nng callback
+ * thread, which no scheduler is, and which runs one callback of that actor
+ * at a time. So for a small envelope with nothing queued before it, the
+ * callback itself builds the message in the consumer's env and
+ * enif_send()s it to every subscriber that asked for its kind: one wake-up
+ * (the receiving process's) between the bus and the app, not two.
+ * Otherwise it packs the envelope (its wire form is the cheapest deep copy)
+ * onto a FIFO, and the consumer's own thread (enif_thread_create) unpacks
+ * each one and sends it the same way: envelopes past MBB_DIRECT_MAX, whose
+ * JSON is turned into terms recursively and would need more stack than an
+ * nng thread has on a phone; envelopes that arrive while the thread still
+ * has some queued; markers (replay's #K, mobbus:sync/0), queued by other
+ * threads; and any call from a scheduler thread, which must not
+ * enif_send(NULL, ...).
+ * The sender's role (the envs and the pid array) is held by one thread at a
+ * time (c->sending), and the callback sends directly only when the FIFO is
+ * empty and nobody holds it, so each subscriber still sees the bus order,
+ * and a marker queued after a drain arrives after every message before it.
+ * enif_clear_env() reuses the envs. A failed send means the process is
+ * gone; its monitor removes it.
  */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -28,6 +35,11 @@
 /* The delivery thread's stack, in kilowords (8 MB): JSON is turned into
  * terms recursively, and jansson accepts nesting 2048 deep. */
 #define MBB_STACK_KWORDS 1024
+
+/* The largest envelope (packed bytes) the deliver actor's thread turns into
+ * a term itself: its JSON then nests at most a few hundred deep, a few tens
+ * of kilobytes of stack. */
+#define MBB_DIRECT_MAX 1024
 
 enum item_kind { ITEM_ENVELOPE, ITEM_LINE, ITEM_SYNC };
 
@@ -58,9 +70,11 @@ struct mbb_consumer {
 	unsigned flags;
 	int stopping;
 	int joined;
+	int sending; /* a thread holds the sender's role (the fields below) */
 	ErlNifTid tid;
 	struct mbb_consumer_stats st;
-	/* The delivery thread's own. */
+	/* The sender's: the delivery thread's, or the receive callback's while
+	 * it sends directly. */
 	ErlNifEnv *env, *copy_env;
 	ErlNifPid *pids;
 	size_t cappids;
@@ -113,42 +127,6 @@ enqueue(struct mbb_consumer *c, struct item *it)
 	c->st.queued++;
 	enif_cond_signal(c->cv);
 }
-
-static int
-sink_receive_cb(void *arg, const mb_envelope *env)
-{
-	struct mbb_consumer *c = arg;
-	unsigned kind = mbb_kind_of(env);
-	size_t n;
-	struct item *it;
-
-	if (kind == MBB_K_NONE)
-		return MB_OK;
-	enif_mutex_lock(c->lock);
-	if (!(c->want & kind)) {
-		c->st.dropped++;
-		enif_mutex_unlock(c->lock);
-		return MB_OK;
-	}
-	enif_mutex_unlock(c->lock);
-	n = mobbus__envelope__get_packed_size(env);
-	if ((it = malloc(sizeof(*it) + n)) == NULL)
-		return MB_ENOMEM;
-	memset(it, 0, sizeof(*it));
-	it->kind = ITEM_ENVELOPE;
-	it->msg_kind = kind;
-	it->len = mobbus__envelope__pack(env, it->data);
-	enif_mutex_lock(c->lock);
-	c->st.received++;
-	enqueue(c, it);
-	enif_mutex_unlock(c->lock);
-	return MB_OK;
-}
-
-const struct mb_sink_ops mbb_consumer_sink_ops = {
-    .size = sizeof(struct mb_sink_ops),
-    .receive = sink_receive_cb,
-};
 
 /* Copy the pids that want kind into the thread's array; returns how many. */
 static size_t
@@ -203,6 +181,22 @@ send_all(struct mbb_consumer *c, ERL_NIF_TERM msg, const ErlNifPid *pids,
 	enif_mutex_unlock(c->lock);
 }
 
+/* Build env's message once and send it to every subscriber of kind. The
+ * caller holds the sender's role. */
+static void
+deliver_envelope(struct mbb_consumer *c, const mb_envelope *env, unsigned kind)
+{
+	ERL_NIF_TERM msg;
+	size_t n;
+
+	if ((n = targets(c, kind)) == 0)
+		return;
+	if (mbb_message(c->env, env, c->flags, &msg) == 0)
+		send_all(c, msg, c->pids, n, 1);
+	else
+		enif_clear_env(c->env);
+}
+
 static void
 deliver_item(struct mbb_consumer *c, struct item *it)
 {
@@ -227,19 +221,83 @@ deliver_item(struct mbb_consumer *c, struct item *it)
 		send_all(c, msg, c->pids, n, 0);
 		return;
 	case ITEM_ENVELOPE:
-		if ((n = targets(c, it->msg_kind)) == 0)
-			return;
 		if ((env = mobbus__envelope__unpack(NULL, it->len, it->data)) ==
 		    NULL)
 			return;
-		if (mbb_message(c->env, env, c->flags, &msg) == 0)
-			send_all(c, msg, c->pids, n, 1);
-		else
-			enif_clear_env(c->env);
+		deliver_envelope(c, env, it->msg_kind);
 		mobbus__envelope__free_unpacked(env, NULL);
 		return;
 	}
 }
+
+/* Take the sender's role for the receive callback, when sending now keeps
+ * the order: nothing queued and nobody sending. Under c->lock. */
+static int
+direct_claim(struct mbb_consumer *c)
+{
+	if (c->head != NULL || c->sending)
+		return 0;
+	c->sending = 1;
+	return 1;
+}
+
+/* Give the role back; what was queued meanwhile is the thread's. */
+static void
+direct_release(struct mbb_consumer *c)
+{
+	enif_mutex_lock(c->lock);
+	c->sending = 0;
+	if (c->head != NULL)
+		enif_cond_signal(c->cv);
+	enif_mutex_unlock(c->lock);
+}
+
+static int
+sink_receive_cb(void *arg, const mb_envelope *env)
+{
+	struct mbb_consumer *c = arg;
+	unsigned kind = mbb_kind_of(env);
+	size_t n;
+	int small;
+	struct item *it;
+
+	if (kind == MBB_K_NONE)
+		return MB_OK;
+	n = mobbus__envelope__get_packed_size(env);
+	small =
+	    n <= MBB_DIRECT_MAX && enif_thread_type() == ERL_NIF_THR_UNDEFINED;
+	enif_mutex_lock(c->lock);
+	if (!(c->want & kind)) {
+		c->st.dropped++;
+		enif_mutex_unlock(c->lock);
+		return MB_OK;
+	}
+	if (small && direct_claim(c)) {
+		c->st.received++;
+		c->st.direct++;
+		enif_mutex_unlock(c->lock);
+		deliver_envelope(c, env, kind);
+		direct_release(c);
+		return MB_OK;
+	}
+	enif_mutex_unlock(c->lock);
+	if ((it = malloc(sizeof(*it) + n)) == NULL)
+		return MB_ENOMEM;
+	memset(it, 0, sizeof(*it));
+	it->kind = ITEM_ENVELOPE;
+	it->msg_kind = kind;
+	it->len = mobbus__envelope__pack(env, it->data);
+	enif_mutex_lock(c->lock);
+	c->st.received++;
+	enqueue(c, it);
+	enif_mutex_unlock(c->lock);
+	return MB_OK;
+}
+
+const struct mb_sink_ops mbb_consumer_sink_ops = {
+    .size = sizeof(struct mb_sink_ops),
+    .receive = sink_receive_cb,
+};
 
 static void *
 delivery_main(void *arg)
@@ -249,7 +307,7 @@ delivery_main(void *arg)
 
 	for (;;) {
 		enif_mutex_lock(c->lock);
-		while (c->head == NULL && !c->stopping)
+		while ((c->head == NULL && !c->stopping) || c->sending)
 			enif_cond_wait(c->cv, c->lock);
 		if ((it = c->head) == NULL) {
 			enif_mutex_unlock(c->lock);
@@ -258,9 +316,13 @@ delivery_main(void *arg)
 		if ((c->head = it->next) == NULL)
 			c->tail = NULL;
 		c->st.queued--;
+		c->sending = 1;
 		enif_mutex_unlock(c->lock);
 		deliver_item(c, it);
 		free(it);
+		enif_mutex_lock(c->lock);
+		c->sending = 0;
+		enif_mutex_unlock(c->lock);
 	}
 	return NULL;
 }

@@ -1,15 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * beam_consumer.h - the BEAM consumer: the deliver actor's consumer (or a
- * sink on the bus), whose messages an own thread turns into terms and sends
- * to the subscribed Erlang processes.
+ * sink on the bus), which turns messages into terms and sends them to the
+ * subscribed Erlang processes, from the deliver actor's thread or its own.
  *
  * THREAD SAFETY
- * One mutex per consumer guards its queue and its subscriber table. The
- * receive callback (the deliver actor's thread) and the NIF entry points
- * (schedulers) only take
- * it briefly; terms are built and sent by the delivery thread with no lock
- * held except while it copies the table.
+ * One mutex per consumer guards its queue, its subscriber table and the
+ * sender's role (sending). The receive callback (the deliver actor's
+ * thread) and the NIF entry points (schedulers) only take it briefly; terms
+ * are built and sent by whichever thread holds the sender's role (the
+ * receive callback for a small envelope with nothing queued, else the
+ * delivery thread) with no lock held except while it copies the table.
  */
 #ifndef MB_BEAM_CONSUMER_H
 #define MB_BEAM_CONSUMER_H
@@ -85,7 +86,8 @@ int mbb_consumer_sync(struct mbb_consumer *c, const ErlNifPid *pid,
     int64_t token);
 
 struct mbb_consumer_stats {
-	uint64_t received;     /* envelopes the sink queued */
+	uint64_t received;     /* envelopes the sink took */
+	uint64_t direct;       /* of which the receive callback sent itself */
 	uint64_t sent;         /* messages enif_send accepted (not markers) */
 	uint64_t send_failed;  /* sends to a process already gone */
 	uint64_t dropped;      /* envelopes no subscriber wanted */

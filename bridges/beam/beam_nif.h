@@ -83,6 +83,12 @@ ERL_NIF_TERM mbb_replay_child_nif(ErlNifEnv *env, int argc,
 ERL_NIF_TERM mbb_replay_wait_nif(ErlNifEnv *env, int argc,
     const ERL_NIF_TERM argv[]);
 
+/* The benchmark's BEAM case (beam_bench.c): bench_run/4, bench_handled/0. */
+ERL_NIF_TERM mbb_bench_run_nif(ErlNifEnv *env, int argc,
+    const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM mbb_bench_handled_nif(ErlNifEnv *env, int argc,
+    const ERL_NIF_TERM argv[]);
+
 /* Resources alive now (leak measurement). */
 long mbb_resources_live(void);
 void mbb_resource_count(int delta);

@@ -117,8 +117,9 @@ sync(Timeout) ->
         Error -> Error
     end.
 
-%% stats() -> #{envs, resources, queued, received, sent, send_failed,
-%% dropped, subscribers, heap_bytes, atoms_made}.
+%% stats() -> #{envs, resources, queued, received, direct, sent,
+%% send_failed, dropped, subscribers, heap_bytes, atoms_made}; direct: the
+%% envelopes the deliver actor's thread sent itself.
 -spec stats() -> map().
 stats() -> mobbus_nif:stats().
 

@@ -462,7 +462,7 @@ subscribe_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	if (enif_monitor_process(env, b, &pid, &mon) != 0) {
 		enif_mutex_unlock(b->cmd_lock);
 		mbb_bus_put(b);
-		return mbb_error_atom(env, enif_make_atom(env, "noproc"));
+		return mbb_error_atom(env, mbb_atom.noproc);
 	}
 	rv = mbb_consumer_add(b->consumer, &pid, kinds, &mon, &added, &first);
 	if (rv != MB_OK || !added)
@@ -559,6 +559,8 @@ static ErlNifFunc funcs[] = {
     {"json_decode", 1, mbb_json_decode_nif, 0},
     {"replay_child", 2, mbb_replay_child_nif, 0},
     {"replay_wait", 1, mbb_replay_wait_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"bench_run", 4, mbb_bench_run_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"bench_handled", 0, mbb_bench_handled_nif, 0},
 };
 
 ERL_NIF_INIT(mobbus_nif, funcs, load, NULL, NULL, unload)

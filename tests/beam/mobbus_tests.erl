@@ -463,6 +463,34 @@ big_data_test_() ->
 depth([]) -> 1;
 depth([X]) -> 1 + depth(X).
 
+%% Two ways to the mailbox: the deliver actor's thread sends a small
+%% envelope itself when nothing is queued; a big one (past 1 KB) goes
+%% through the consumer's own thread, and so does what arrives while that
+%% thread still has some. Mixed, they keep the bus order, and the sync
+%% marker comes after all of them.
+delivery_paths_test_() ->
+    ?WITH_BUS(#{},
+             fun(_) ->
+    ok = mobbus:subscribe(self(), notification),
+    #{direct := D0, received := R0} = mobbus:stats(),
+    Big = binary:copy(<<"x">>, 4000),
+    Ids = [integer_to_binary(I) || I <- lists:seq(1, 210)],
+    [ok = mobbus:publish(notification,
+                         #{id => Id,
+                           data => case binary_to_integer(Id) rem 7 of
+                                       0 -> #{big => Big};
+                                       _ -> #{}
+                                   end})
+     || Id <- Ids],
+    Got = drain(),
+    ?assertEqual(Ids, [Id || {notification, #{id := Id}} <- Got]),
+    ?assertEqual(210, length(Got)),
+    #{direct := D1, received := R1, queued := 0} = mobbus:stats(),
+    ?assertEqual(210, R1 - R0),
+    ?assert(D1 - D0 >= 1),        % the first: nothing was queued
+    ?assert(D1 - D0 =< 210 - 30)  % never the 30 big ones
+             end).
+
 %% mobbus replay --beam prints the same transcript as the C sink (as JSON
 %% values: an Erlang map does not keep the payload's key order).
 

@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * beam_bench.c - case 5 of the benchmark (bench/bench.c), which has to run
+ * inside the erl it measures: the producer is a native thread of this OS
+ * process, as a platform bridge's thread is in the app.
+ *
+ * bench_run(Pid, Samples, Warmup, Seed) creates that thread
+ * (enif_thread_create) and runs the benchmark's own driver on it
+ * (bench/drive.c: one event at a time after a random 20-200 us gap, the
+ * producer's stamp on entry to the call under test), Samples events of
+ * each of three kinds, all received by Pid:
+ *   mobbus     a bridge call: mb_publish of a notify/arrival notification,
+ *              on a publisher of the thread's own, into the bus
+ *              mobbus:start/1 opened (bus, store, deliver and policy
+ *              actors); Pid is subscribed and gets {notification, Map}
+ *              from the BEAM consumer.
+ *   consumer   the same notification handed straight to the BEAM
+ *              consumer's receive callback, as the deliver actor would
+ *              hand it, on the producer's thread: the consumer without the
+ *              bus (a diagnostic).
+ *   enif_send  the baseline, what Mob's native code does today: the same
+ *              message built in an env the thread owns and enif_send()t to
+ *              Pid.
+ * Pid calls bench_handled/0 first thing when the message arrives, which
+ * reads CLOCK_MONOTONIC and the CPU (erlang:monotonic_time/0 is another
+ * clock) and lets the producer go on.
+ *
+ * The kinds take turns in blocks of MBB_BENCH_BLOCK events, after a pause
+ * that lets the store's group commit and the bus settle, so that all three
+ * see the same machine: on two vCPUs a wake-up costs ~3 us or ~45 us
+ * depending on where the woken thread lands, and that drifts with whatever
+ * else runs. The first block of each kind starts with the warm-up, the
+ * others with MBB_BENCH_REWARM unrecorded events.
+ *
+ * Nothing here runs unless the benchmark calls it.
+ */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "beam_nif.h"
+#include "drive.h"
+
+#define MBB_BENCH_BLOCK 1000
+#define MBB_BENCH_REWARM 20
+#define MBB_BENCH_PAUSE_US 10000
+
+enum bench_kind { BENCH_MOBBUS, BENCH_CONSUMER, BENCH_SEND, BENCH_KINDS };
+
+struct bench_run {
+	ErlNifPid pid;
+	ErlNifEnv *env;                /* enif_send: the thread's own */
+	mb_pub *pub;                   /* mobbus: the thread's own publisher */
+	struct mbb_consumer *consumer; /* consumer */
+	size_t samples, warmup;
+	uint64_t n; /* notification ids */
+	int failed; /* a publish or send that did not go */
+	struct probe p;
+	struct lat lat[BENCH_KINDS];
+};
+
+/* The run in progress, for bench_handled/0; NULL between runs. */
+static _Atomic(struct probe *) bench_cur;
+
+static void
+bench_fail(struct bench_run *r)
+{
+	r->failed = 1;
+	atomic_store_explicit(&r->p.done, 1, memory_order_release);
+}
+
+static void
+bench_publish_fire(void *arg)
+{
+	struct bench_run *r = arg;
+
+	if (bench_notify(r->pub, MB_TOPIC_NOTIFY_ARRIVAL, r->n++) != MB_OK)
+		bench_fail(r);
+}
+
+static void
+bench_consumer_fire(void *arg)
+{
+	struct bench_run *r = arg;
+	Mobbus__Notification no;
+	mb_envelope env;
+	char id[32];
+
+	bench_notification(&env, &no, id, r->n++);
+	if (mbb_consumer_sink_ops.receive(r->consumer, &env) != MB_OK)
+		bench_fail(r);
+}
+
+static void
+bench_send_fire(void *arg)
+{
+	struct bench_run *r = arg;
+	Mobbus__Notification no;
+	mb_envelope env;
+	ERL_NIF_TERM msg;
+	char id[32];
+	int ok;
+
+	bench_notification(&env, &no, id, r->n++);
+	ok = mbb_message(r->env, &env, 0, &msg) == 0 &&
+	     enif_send(NULL, &r->pid, r->env, msg);
+	enif_clear_env(r->env);
+	if (!ok)
+		bench_fail(r);
+}
+
+static void *
+bench_main(void *arg)
+{
+	static void (*const fire[BENCH_KINDS])(void *) = {
+	    [BENCH_MOBBUS] = bench_publish_fire,
+	    [BENCH_CONSUMER] = bench_consumer_fire,
+	    [BENCH_SEND] = bench_send_fire,
+	};
+	struct bench_run *r = arg;
+
+	for (size_t done = 0; done < r->samples; done += MBB_BENCH_BLOCK) {
+		size_t n = r->samples - done < MBB_BENCH_BLOCK
+		               ? r->samples - done
+		               : MBB_BENCH_BLOCK;
+		for (int k = 0; k < BENCH_KINDS; k++) {
+			sleep_us(MBB_BENCH_PAUSE_US);
+			r->p.lat = &r->lat[k];
+			drive(&r->p, done == 0 ? r->warmup : MBB_BENCH_REWARM,
+			      n, fire[k], r);
+		}
+	}
+	return NULL;
+}
+
+/* {SameCpu, Nanoseconds} for one kind. */
+static ERL_NIF_TERM
+bench_result(ErlNifEnv *env, const struct lat *l)
+{
+	ERL_NIF_TERM bin;
+	unsigned char *p =
+	    enif_make_new_binary(env, l->n * sizeof(*l->ns), &bin);
+
+	if (l->n > 0)
+		memcpy(p, l->ns, l->n * sizeof(*l->ns));
+	return enif_make_tuple2(env, enif_make_uint64(env, l->same_cpu), bin);
+}
+
+/*
+ * bench_run(Pid, Samples, Warmup, Seed) ->
+ *     {ok, #{mobbus | consumer | enif_send => {SameCpu, Nanoseconds}}}
+ *   | {error, Reason}
+ * Nanoseconds: a binary of Samples native-endian 64-bit latencies; SameCpu:
+ * how many ran on the producer's CPU. Needs a started bus with Pid
+ * subscribed to notifications. Dirty I/O: it waits for the thread.
+ */
+ERL_NIF_TERM
+mbb_bench_run_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	struct bench_run r = {0};
+	struct mbb_bus *b;
+	struct probe *none = NULL;
+	ErlNifUInt64 samples, warmup, seed;
+	ErlNifTid tid;
+	ERL_NIF_TERM res, keys[BENCH_KINDS], vals[BENCH_KINDS], map;
+	int rv = MB_OK;
+
+	(void)argc;
+	if (!enif_get_local_pid(env, argv[0], &r.pid) ||
+	    !enif_get_uint64(env, argv[1], &samples) ||
+	    !enif_get_uint64(env, argv[2], &warmup) ||
+	    !enif_get_uint64(env, argv[3], &seed) || samples == 0 ||
+	    samples > 10000000u || warmup > 10000000u)
+		return enif_make_badarg(env);
+	r.samples = samples;
+	r.warmup = warmup;
+	r.p.rng = seed;
+	if ((b = mbb_bus_get()) == NULL)
+		return mbb_error_atom(env, mbb_atom.not_started);
+	if (!atomic_compare_exchange_strong(&bench_cur, &none, &r.p)) {
+		mbb_bus_put(b);
+		return mbb_error_atom(env, mbb_atom.busy);
+	}
+	r.consumer = b->consumer;
+	for (int k = 0; k < BENCH_KINDS; k++)
+		if (lat_init(&r.lat[k], "beam", r.samples) != 0)
+			rv = MB_ENOMEM;
+	if (rv == MB_OK && (r.env = enif_alloc_env()) == NULL)
+		rv = MB_ENOMEM;
+	if (rv == MB_OK)
+		rv = mb_pub_alloc(b->bus, &r.pub);
+	if (rv == MB_OK &&
+	    enif_thread_create("mobbus_bench", &tid, bench_main, &r, NULL) != 0)
+		rv = MB_ENOMEM;
+	else if (rv == MB_OK)
+		enif_thread_join(tid, NULL);
+	atomic_store(&bench_cur, NULL);
+	if (rv == MB_OK && r.failed) {
+		res = mbb_error_atom(env, mbb_atom.failed);
+	} else if (rv != MB_OK) {
+		res = mbb_error(env, rv);
+	} else {
+		keys[BENCH_MOBBUS] = mbb_atom.mobbus;
+		keys[BENCH_CONSUMER] = mbb_atom.consumer;
+		keys[BENCH_SEND] = mbb_atom.enif_send;
+		for (int k = 0; k < BENCH_KINDS; k++)
+			vals[k] = bench_result(env, &r.lat[k]);
+		res = enif_make_map_from_arrays(env, keys, vals, BENCH_KINDS,
+		                                &map)
+		          ? enif_make_tuple2(env, mbb_atom.ok, map)
+		          : mbb_error(env, MB_ENOMEM);
+	}
+	mb_pub_free(r.pub);
+	if (r.env != NULL)
+		enif_free_env(r.env);
+	for (int k = 0; k < BENCH_KINDS; k++)
+		lat_fini(&r.lat[k]);
+	mbb_bus_put(b);
+	return res;
+}
+
+/* bench_handled() -> ok: the receiving process's stamp (see the top). */
+ERL_NIF_TERM
+mbb_bench_handled_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	struct probe *p = atomic_load(&bench_cur);
+
+	(void)env;
+	(void)argc;
+	(void)argv;
+	if (p != NULL)
+		probe_handled(p);
+	return mbb_atom.ok;
+}
