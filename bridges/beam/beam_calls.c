@@ -157,6 +157,42 @@ mbb_keep_alive_stop_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	               "cmd/keep_alive_stop", NULL, NULL, NULL, NULL);
 }
 
+/*
+ * connect(Name, Url) -> ok | {error, Reason}: a disposable socket the
+ * connection actor keeps open while the app may use the network (README
+ * "How it fits together"); {conn, Name, up | down} tells each change.
+ */
+ERL_NIF_TERM
+mbb_connect_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	Mobbus__AppCommand c = MOBBUS__APP_COMMAND__INIT;
+	mb_envelope e = MOBBUS__ENVELOPE__INIT;
+	struct mbb_strs s = {0};
+	struct mbb_bus *b;
+	char *name = NULL, *url = NULL;
+	int rv;
+
+	(void)argc;
+	if (!get_id(env, argv[0], &s, &name) || !get_id(env, argv[1], &s, &url) ||
+	    strlen(name) >= 64 || strlen(url) >= 512) {
+		mbb_strs_free(&s);
+		return enif_make_badarg(env);
+	}
+	if ((b = mbb_bus_get()) == NULL) {
+		mbb_strs_free(&s);
+		return mbb_error_atom(env, mbb_atom.not_started);
+	}
+	c.do_ = MOBBUS__APP_COMMAND__DO__CONNECT;
+	c.name = name;
+	c.url = url;
+	e.body_case = MOBBUS__ENVELOPE__BODY_APP;
+	e.app = &c;
+	rv = mb_publish(b->pub, "cmd/connect", &e);
+	mbb_bus_put(b);
+	mbb_strs_free(&s);
+	return rv == MB_OK ? mbb_atom.ok : mbb_error(env, rv);
+}
+
 /* publish(Kind, Fields) -> ok | {error, Reason}. */
 ERL_NIF_TERM
 mbb_publish_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])

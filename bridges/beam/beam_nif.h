@@ -18,7 +18,7 @@ struct mbb_bus {
 	mb_bus *bus;
 	mb_pub *pub;           /* the consumer's commands (cmd/) and publish/2 */
 	mb_store *store;       /* NULL without a db option */
-	mb_actor *deliver, *policy;
+	mb_actor *deliver, *policy, *conn;
 	struct mbb_consumer *consumer;
 	Mobbus__Os os;
 	ErlNifMutex *cmd_lock; /* subscriber changes and the commands they send */
@@ -42,7 +42,8 @@ int mbb_cmd_send(struct mbb_bus *b, Mobbus__AppCommand__Do what,
 
 /* The calls of beam_calls.c, as the NIF table names them. */
 #define MBB_CALLS_MAP(X)                                                       \
-	X(ack) X(complete) X(keep_alive) X(keep_alive_stop) X(publish)         \
+	X(ack) X(complete) X(keep_alive) X(keep_alive_stop) X(connect)        \
+	X(publish)                                                             \
 	X(state_get) X(state_put) X(state_delete) X(sync) X(stats)             \
 	X(json_encode) X(json_decode)
 #define MBB_CALL_DECL_(name)                                                   \

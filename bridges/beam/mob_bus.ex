@@ -55,6 +55,10 @@ defmodule MobBus do
   @spec keep_alive_stop() :: :ok | {:error, term()}
   def keep_alive_stop, do: :mobbus.keep_alive_stop()
 
+  @doc "A socket the bus keeps open while the app may use the network."
+  @spec connect(String.t(), String.t()) :: :ok | {:error, term()}
+  def connect(name, url), do: :mobbus.connect(name, url)
+
   @doc "Publish a platform moment as a native bridge would (see `:mobbus.publish/2`)."
   @spec publish(atom(), keyword() | map()) :: :ok | {:error, term()}
   def publish(kind, fields), do: :mobbus.publish(kind, to_map(fields))

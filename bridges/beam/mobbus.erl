@@ -27,7 +27,7 @@
 %% not_found, noproc, database, ...).
 -module(mobbus).
 -export([start/0, start/1, stop/0, subscribe/1, subscribe/2, unsubscribe/1,
-         ack/1, complete/2, keep_alive/0, keep_alive_stop/0, publish/2,
+         ack/1, complete/2, keep_alive/0, keep_alive_stop/0, connect/2, publish/2,
          state_get/1, state_put/2, state_delete/1, sync/0, sync/1, stats/0,
          json_encode/1, json_decode/1]).
 
@@ -86,6 +86,11 @@ complete(Id, Result) -> mobbus_nif:complete(Id, Result).
 keep_alive() -> mobbus_nif:keep_alive().
 -spec keep_alive_stop() -> ok | {error, term()}.
 keep_alive_stop() -> mobbus_nif:keep_alive_stop().
+
+%% A socket the bus keeps open while the app may use the network: in the
+%% foreground or inside a wake window. {conn, Name, up | down} says when.
+-spec connect(binary(), binary()) -> ok | {error, term()}.
+connect(Name, Url) -> mobbus_nif:connect(Name, Url).
 
 %% publish(Kind, Fields) publishes a platform moment as a native bridge
 %% would (a local notification an Erlang plugin fired, a test's push):

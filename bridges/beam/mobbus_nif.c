@@ -319,7 +319,8 @@ bus_open(struct mbb_bus *b, const struct start_opts *o)
 	dopts.consumer = &mbb_consumer_sink_ops;
 	dopts.consumer_arg = b->consumer;
 	if ((rv = mb_deliver_start(b->bus, &dopts, &b->deliver)) != MB_OK ||
-	    (rv = mb_policy_start(b->bus, &popts, &b->policy)) != MB_OK)
+	    (rv = mb_policy_start(b->bus, &popts, &b->policy)) != MB_OK ||
+	    (rv = mb_conn_start(b->bus, NULL, &b->conn)) != MB_OK)
 		return rv;
 	return MB_OK;
 }
@@ -549,6 +550,7 @@ static ErlNifFunc funcs[] = {
     {"complete", 2, mbb_complete_nif, 0},
     {"keep_alive", 0, mbb_keep_alive_nif, 0},
     {"keep_alive_stop", 0, mbb_keep_alive_stop_nif, 0},
+    {"connect", 2, mbb_connect_nif, 0},
     {"publish", 2, mbb_publish_nif, 0},
     {"state_get", 1, mbb_state_get_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"state_put", 2, mbb_state_put_nif, 0},

@@ -2,13 +2,13 @@
 %% mobbus_nif - the NIF's functions; call them through mobbus.
 -module(mobbus_nif).
 -export([start/1, stop/0, subscribe/2, unsubscribe/1, ack/1, complete/2,
-         keep_alive/0, keep_alive_stop/0, publish/2, state_get/1,
+         keep_alive/0, keep_alive_stop/0, connect/2, publish/2, state_get/1,
          state_put/2, state_delete/1, sync/2, stats/0, json_encode/1,
          json_decode/1, replay_child/2, replay_wait/1, bench_run/4,
          bench_handled/0]).
 -on_load(init/0).
 -nifs([start/1, stop/0, subscribe/2, unsubscribe/1, ack/1, complete/2,
-       keep_alive/0, keep_alive_stop/0, publish/2, state_get/1,
+       keep_alive/0, keep_alive_stop/0, connect/2, publish/2, state_get/1,
        state_put/2, state_delete/1, sync/2, stats/0, json_encode/1,
        json_decode/1, replay_child/2, replay_wait/1, bench_run/4,
        bench_handled/0]).
@@ -33,6 +33,7 @@ ack(_) -> ?NIF.
 complete(_, _) -> ?NIF.
 keep_alive() -> ?NIF.
 keep_alive_stop() -> ?NIF.
+connect(_Name, _Url) -> ?NIF.
 publish(_, _) -> ?NIF.
 state_get(_) -> ?NIF.
 state_put(_, _) -> ?NIF.

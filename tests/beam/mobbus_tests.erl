@@ -158,6 +158,26 @@ keep_alive_refused_test_() ->
     ?assertEqual([], drain())
              end).
 
+%% connect/2: a real socket to a real local listener, open in the
+%% foreground and closed on background; bad arguments are badarg.
+connect_test_() ->
+    ?WITH_BUS(#{platform => android},
+             fun(_) ->
+    {ok, L} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
+    {ok, Port} = inet:port(L),
+    Url = iolist_to_binary(["tcp://127.0.0.1:", integer_to_list(Port)]),
+    ok = mobbus:subscribe(self(), [conn]),
+    ok = mobbus:publish(device, #{event => will_enter_foreground}),
+    ok = mobbus:connect(<<"api">>, Url),
+    ?assertEqual({conn, <<"api">>, up}, next()),
+    ok = mobbus:publish(device, #{event => did_enter_background}),
+    ?assertEqual({conn, <<"api">>, down}, next()),
+    ?assertError(badarg, mobbus:connect(api, Url)),
+    ?assertError(badarg, mobbus:connect(<<"api">>, <<>>)),
+    ?assertEqual([], drain()),
+    gen_tcp:close(L)
+             end).
+
 delivery_info_test_() ->
     ?WITH_BUS(#{delivery_info => true},
              fun(_) ->
