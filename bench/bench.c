@@ -572,7 +572,7 @@ plot(const struct cfg *c, struct lat *cases, int n)
 		lat_write_cdf(&cases[i], data[i]);
 	}
 	off += (size_t)snprintf(script + off, sizeof(script) - off,
-	    "set terminal png size 1000,600\nset output '%s'\n"
+	    "set terminal png size 1000,600 noenhanced\nset output '%s'\n"
 	    "set title 'mobbus wake-to-handle latency (one-way, CDF)'\n"
 	    "set xlabel 'latency (us, log scale)'\nset ylabel 'fraction of events'\n"
 	    "set logscale x\nset grid\nset key bottom right\nplot ",
