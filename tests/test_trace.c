@@ -141,6 +141,26 @@ START_TEST(test_every_bad_line_named)
 }
 END_TEST
 
+START_TEST(test_enums_and_bom)
+{
+	/* Values from a fixed set are checked; a byte order mark is skipped. */
+	ck_assert_int_eq(parse(AND_HDR "{\"at\":0,\"cb\":\"kill\",\"by\":\"nuked\"}\n",
+	    NULL), MB_EFIELD);
+	ck_assert_ptr_nonnull(strstr(err, "\"by\" \"nuked\" is not one of: os user swipe"));
+	ck_assert_int_eq(parse(AND_HDR "{\"at\":0,\"cb\":\"get_token\",\"token\":\"\"}\n",
+	    NULL), MB_EFIELD);
+	ck_assert_int_eq(parse(AND_HDR "{\"at\":0,\"cb\":\"on_message_received\","
+	    "\"message\":{\"data\":\"x\"}}\n", NULL), MB_EFIELD);
+	ck_assert_ptr_nonnull(strstr(err, "message.data must be an object"));
+	ck_assert_int_eq(parse(IOS_HDR "{\"at\":0,\"cb\":\"did_receive_remote\","
+	    "\"payload\":{},\"budget_ms\":0}\n", NULL), MB_EFIELD);
+	ck_assert_int_eq(parse(IOS_HDR "{\"at\":1125899906842625,\"cb\":\"launch\"}\n",
+	    NULL), MB_EFIELD);
+	ck_assert_int_eq(parse("\xEF\xBB\xBF" AND_HDR
+	    "{\"at\":0,\"cb\":\"kill\",\"by\":\"swipe\"}\n", NULL), MB_OK);
+}
+END_TEST
+
 START_TEST(test_missing_file)
 {
 	struct mb_trace *t = NULL;
@@ -159,4 +179,5 @@ NUTS_MAIN("trace",
 	{ "time_backwards", test_time_backwards, 30 },
 	{ "bad_header", test_bad_header, 30 },
 	{ "every_bad_line_named", test_every_bad_line_named, 30 },
+	{ "enums_and_bom", test_enums_and_bom, 30 },
 	{ "missing_file", test_missing_file, 30 })

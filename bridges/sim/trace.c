@@ -209,6 +209,47 @@ check_values(struct errs *e, unsigned lineno, enum mb_cb cb, const json_t *o)
 		errs_add(e, MB_EFIELD, lineno,
 		    "%s: \"budget_ms\" must be from 1 to %d", mb_cb_name(cb),
 		    MB_TRACE_BUDGET_MAX);
+	static const struct {
+		enum mb_cb cb;
+		const char *key;
+		const char *allowed; /* space-separated */
+	} enums[] = {
+		{ MB_CB_KILL, "by", "os user swipe" },
+		{ MB_CB_BG_TASK, "kind", "app_refresh processing work" },
+		{ MB_CB_NET, "transport", "wifi cellular wired other none" },
+		{ MB_CB_SERVER, "state", "up down refuse" },
+		{ MB_CB_DID_RECEIVE_RESPONSE, "action", NULL },
+	};
+	static const char *const nonempty[] = { "token", "identifier", "name",
+		NULL };
+
+	for (size_t i = 0; i < sizeof(enums) / sizeof(enums[0]); i++) {
+		const char *v = mbi_json_str(o, enums[i].key);
+		const char *a = enums[i].allowed;
+		size_t n;
+		int ok = 0;
+		if (enums[i].cb != cb || v == NULL)
+			continue;
+		if (a == NULL) {
+			ok = *v != '\0';
+		} else {
+			for (n = strlen(v); *a; a += strcspn(a, " "), a += *a == ' ')
+				ok |= strncmp(a, v, n) == 0 &&
+				    (a[n] == ' ' || a[n] == '\0') && n > 0;
+		}
+		if (!ok)
+			errs_add(e, MB_EFIELD, lineno,
+			    "%s: \"%s\" \"%s\" is not one of: %s", mb_cb_name(cb),
+			    enums[i].key, v,
+			    enums[i].allowed ? enums[i].allowed : "(non-empty)");
+	}
+	for (int i = 0; nonempty[i]; i++) {
+		const char *v = mbi_json_str(o, nonempty[i]);
+		if (v != NULL && *v == '\0' && cb != MB_CB_APP)
+			errs_add(e, MB_EFIELD, lineno,
+			    "%s: \"%s\" must not be empty", mb_cb_name(cb),
+			    nonempty[i]);
+	}
 	if (cb != MB_CB_ON_MESSAGE_RECEIVED || !json_is_object(m))
 		return;
 	for (size_t i = 0; i < sizeof(msg_fields) / sizeof(msg_fields[0]); i++) {
@@ -424,6 +465,8 @@ mb_trace_parse(const char *name, const char *text, size_t len,
 		mb_trace_free(t);
 		return MB_ENOMEM;
 	}
+	if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+		off = 3; /* a UTF-8 byte order mark says nothing: skip it */
 	while (off < len) {
 		const char *s = text + off;
 		const char *nl = memchr(s, '\n', len - off);
