@@ -37,7 +37,7 @@ run_notes(N) ->
         Heap = maps:get(heap_bytes, A) - maps:get(heap_bytes, B),
         io:format(user,
                   "~nleak: ~b notifications: envs ~b -> ~b, resources ~b -> ~b, "
-                  "C heap ~s bytes (~s a notification: the deliver actor's "
+                  "C heap ~s (~s bytes a notification: the deliver actor's "
                   "memory of identities), outside processes ~s bytes~n",
                   [N - 1000, maps:get(envs, B), maps:get(envs, A),
                    maps:get(resources, B), maps:get(resources, A),
@@ -166,7 +166,7 @@ run(N) ->
     ok.
 
 %% malloc_info sees nothing under ASan (its own allocator): no number then.
-heap_delta(_, 0) -> "n/a under ASan:";
+heap_delta(_, 0) -> "not measurable under ASan";
 heap_delta(D, _) -> delta(D).
 
 delta(D) when D >= 0 -> "+" ++ integer_to_list(D);
