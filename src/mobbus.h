@@ -280,6 +280,12 @@ int mb_store_open(mb_bus *bus, const struct mb_store_opts *opts,
  */
 int mb_store_check(const char *path, char *err, size_t errlen);
 
+/*
+ * mb_store_waiting - how many messages in the store at path wait for a
+ * consumer (never handed). Opens the file read-only. MB_EDB when it cannot.
+ */
+int mb_store_waiting(const char *path, long *n);
+
 /* mb_store_close - commit what is queued, stop the writer, close the file.
  * NULL is a no-op. Not from an actor callback. */
 void mb_store_close(mb_store *st);

@@ -392,3 +392,23 @@ mb_store_check(const char *path, char *err, size_t errlen)
 	sqlite3_close(db);
 	return err[0] ? MB_EDB : MB_OK;
 }
+
+int
+mb_store_waiting(const char *path, long *n)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	int rv = MB_EDB;
+
+	*n = 0;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, "SELECT count(*) FROM outbox WHERE state = 0",
+	        -1, &s, NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW) {
+		*n = (long)sqlite3_column_int64(s, 0);
+		rv = MB_OK;
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return rv;
+}

@@ -103,6 +103,7 @@ mb_check_case_opts(const char *trace_path, const struct mb_replay_opts *opts,
 	char *epath = expect_path(trace_path);
 	struct mb_trace *t = NULL;
 	struct mb_transcript tr = { 0 };
+	struct mb_replay_opts ropts = { 0 };
 	json_t *want = NULL, *got = json_array(), *first;
 	int ignore_device = 0, rv;
 	size_t wi = 0, gi = 0;
@@ -117,7 +118,9 @@ mb_check_case_opts(const char *trace_path, const struct mb_replay_opts *opts,
 		goto out;
 	if ((rv = mb_trace_load(trace_path, &t, why, whylen)) != MB_OK)
 		goto out;
-	if ((rv = mb_replay(t, opts, &tr)) != MB_OK) {
+	if (opts != NULL)
+		ropts = *opts;
+	if ((rv = mb_replay(t, &ropts, &tr)) != MB_OK) {
 		snprintf(why, whylen, "replay failed: %s", mb_strerror(rv));
 		goto out;
 	}

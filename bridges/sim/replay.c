@@ -385,7 +385,7 @@ servers_follow(const struct mb_trace *t, size_t from, size_t to,
 }
 
 int
-mb_replay(const struct mb_trace *t, const struct mb_replay_opts *opts,
+mb_replay(const struct mb_trace *t, struct mb_replay_opts *opts,
     struct mb_transcript *out)
 {
 	struct mb_sim_server *servers = NULL;
@@ -437,6 +437,9 @@ mb_replay(const struct mb_trace *t, const struct mb_replay_opts *opts,
 
 		if (!starts_process(t, l, force_stopped)) {
 			servers_follow(t, i, i + 1, servers, nservers);
+			if (opts != NULL && l->cb != MB_CB_ADVANCE &&
+			    l->cb != MB_CB_SERVER)
+				opts->dropped++;
 			i++; /* no process: the OS drops it */
 			continue;
 		}
@@ -455,6 +458,8 @@ mb_replay(const struct mb_trace *t, const struct mb_replay_opts *opts,
 	}
 	signal(SIGINT, prev_int);
 	signal(SIGTERM, prev_term);
+	if (opts != NULL)
+		(void)mb_store_waiting(db, &opts->waiting);
 	if (opts == NULL || opts->db_path == NULL)
 		remove_db(tmp);
 	replay_tmp[0] = '\0';

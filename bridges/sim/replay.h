@@ -21,6 +21,9 @@ struct mb_replay_opts {
 	 * arguments mbi_replay_child_main reads appended; it prints the
 	 * transcript lines and markers on stdout (mobbus replay --beam). */
 	const char *const *child_argv;
+	/* Out: what a user may want to know the transcript does not show. */
+	size_t dropped;        /* lines that came while no process ran */
+	long waiting;          /* messages left waiting for a consumer */
 };
 
 /*
@@ -30,7 +33,7 @@ struct mb_replay_opts {
  * be NULL. Returns MB_OK or the first error. Call it with no bus open in
  * this process: it forks.
  */
-int mb_replay(const struct mb_trace *t, const struct mb_replay_opts *opts,
+int mb_replay(const struct mb_trace *t, struct mb_replay_opts *opts,
     struct mb_transcript *out);
 void mb_transcript_fini(struct mb_transcript *tr);
 

@@ -143,6 +143,14 @@ cmd_replay(int argc, char **argv)
 		fprintf(stderr, "mobbus: replay failed: %s\n", mb_strerror(rv));
 		return 1;
 	}
+	/* What the transcript cannot show, on stderr. */
+	if (opts.dropped > 0)
+		fprintf(stderr, "mobbus: note: %zu line(s) came while no process "
+		                "ran; the OS drops them\n", opts.dropped);
+	if (opts.waiting > 0)
+		fprintf(stderr, "mobbus: note: %ld message(s) still wait in the "
+		                "store for a consumer that never subscribed\n",
+		    opts.waiting);
 	return 0;
 }
 
