@@ -95,6 +95,48 @@ mb_pub_id(const mb_pub *pub)
 	return (pub->p_id);
 }
 
+/*
+ * pub_send - commit n sequence numbers from first on topic and send msg,
+ * which carries those envelopes. Called with p_mtx held; releases it. Under
+ * b_mtx the receivers are counted before the send (one may settle before we
+ * return), and a failed send takes everything back: nobody saw those seqs.
+ */
+static int
+pub_send(mb_pub *pub, nng_msg *msg, const char *topic, size_t tlen,
+    uint64_t first, uint64_t n)
+{
+	mb_bus *bus = pub->p_bus;
+	uint64_t *slot, count;
+	int rv;
+
+	pthread_mutex_lock(&bus->b_mtx);
+	if ((slot = mbi_seqtab_get(&pub->p_seq, 0, topic, true)) == NULL) {
+		pthread_mutex_unlock(&bus->b_mtx);
+		pthread_mutex_unlock(&pub->p_mtx);
+		nng_msg_free(msg);
+		return (MB_ENOMEM);
+	}
+	count = mbi_bus_count(bus, topic, tlen, true, n) * n;
+	bus->b_inflight += count;
+	bus->b_stats.published += n;
+	*slot = first + n - 1;
+
+	nng_aio_set_msg(pub->p_aio, msg);
+	nng_send_aio(bus->b_sock, pub->p_aio);
+	nng_aio_wait(pub->p_aio);
+	if ((rv = nng_aio_result(pub->p_aio)) != 0) {
+		nng_msg_free(nng_aio_get_msg(pub->p_aio));
+		nng_aio_set_msg(pub->p_aio, NULL);
+		*slot = first - 1;
+		bus->b_stats.published -= n;
+		(void)mbi_bus_count(bus, topic, tlen, false, n);
+		mbi_bus_settle(bus, count);
+	}
+	pthread_mutex_unlock(&bus->b_mtx);
+	pthread_mutex_unlock(&pub->p_mtx);
+	return (mbi_nng_err(rv));
+}
+
 int
 mb_publish(mb_pub *pub, const char *topic, mb_envelope *env)
 {
@@ -104,10 +146,8 @@ mb_publish(mb_pub *pub, const char *topic, mb_envelope *env)
 	char *saved;
 	uint64_t *slot;
 	uint64_t seq;
-	uint64_t n;
 	size_t tlen;
 	size_t plen;
-	int rv;
 
 	if (pub == NULL || topic == NULL || env == NULL) {
 		return (MB_EINVAL);
@@ -142,34 +182,7 @@ mb_publish(mb_pub *pub, const char *topic, mb_envelope *env)
 	mobbus__envelope__pack(env, body + tlen + 1);
 	env->topic = saved;
 
-	pthread_mutex_lock(&bus->b_mtx);
-	if ((slot = mbi_seqtab_get(&pub->p_seq, 0, topic, true)) == NULL) {
-		pthread_mutex_unlock(&bus->b_mtx);
-		pthread_mutex_unlock(&pub->p_mtx);
-		nng_msg_free(msg);
-		return (MB_ENOMEM);
-	}
-	/* Count before sending: a receiver may settle before we return. */
-	n = mbi_bus_count(bus, topic, tlen, true, 1);
-	bus->b_inflight += n;
-	bus->b_stats.published++;
-	*slot = seq;
-
-	nng_aio_set_msg(pub->p_aio, msg);
-	nng_send_aio(bus->b_sock, pub->p_aio);
-	nng_aio_wait(pub->p_aio);
-	if ((rv = nng_aio_result(pub->p_aio)) != 0) {
-		/* Nobody has seen this seq: take everything back. */
-		nng_msg_free(nng_aio_get_msg(pub->p_aio));
-		nng_aio_set_msg(pub->p_aio, NULL);
-		*slot = seq - 1;
-		bus->b_stats.published--;
-		(void)mbi_bus_count(bus, topic, tlen, false, 1);
-		mbi_bus_settle(bus, n);
-	}
-	pthread_mutex_unlock(&bus->b_mtx);
-	pthread_mutex_unlock(&pub->p_mtx);
-	return (mbi_nng_err(rv));
+	return (pub_send(pub, msg, topic, tlen, seq, 1));
 }
 
 /*
@@ -187,11 +200,10 @@ mb_publish_batch(mb_pub *pub, const char *topic, mb_envelope *const *envs,
 	nng_msg *msg;
 	uint8_t *body;
 	uint64_t *slot;
-	uint64_t seq, first, count;
+	uint64_t first;
 	size_t tlen, total, off;
 	int64_t at;
 	uint64_t ts;
-	int rv;
 
 	if (pub == NULL || topic == NULL || envs == NULL || n == 0) {
 		return (MB_EINVAL);
@@ -241,33 +253,7 @@ mb_publish_batch(mb_pub *pub, const char *topic, mb_envelope *const *envs,
 		off += 4 + len;
 	}
 
-	pthread_mutex_lock(&bus->b_mtx);
-	if ((slot = mbi_seqtab_get(&pub->p_seq, 0, topic, true)) == NULL) {
-		pthread_mutex_unlock(&bus->b_mtx);
-		pthread_mutex_unlock(&pub->p_mtx);
-		nng_msg_free(msg);
-		return (MB_ENOMEM);
-	}
-	count = mbi_bus_count(bus, topic, tlen, true, n) * n;
-	bus->b_inflight += count;
-	bus->b_stats.published += n;
-	seq = first + n - 1;
-	*slot = seq;
-
-	nng_aio_set_msg(pub->p_aio, msg);
-	nng_send_aio(bus->b_sock, pub->p_aio);
-	nng_aio_wait(pub->p_aio);
-	if ((rv = nng_aio_result(pub->p_aio)) != 0) {
-		nng_msg_free(nng_aio_get_msg(pub->p_aio));
-		nng_aio_set_msg(pub->p_aio, NULL);
-		*slot = first - 1;
-		bus->b_stats.published -= n;
-		(void)mbi_bus_count(bus, topic, tlen, false, n);
-		mbi_bus_settle(bus, count);
-	}
-	pthread_mutex_unlock(&bus->b_mtx);
-	pthread_mutex_unlock(&pub->p_mtx);
-	return (mbi_nng_err(rv));
+	return (pub_send(pub, msg, topic, tlen, first, n));
 }
 
 int
