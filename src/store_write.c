@@ -108,88 +108,72 @@ stmt_run(sqlite3_stmt *s)
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/*
+ * What each op binds, parameter by parameter (?1, ?2, ...): 'a' s1, 'b' s2,
+ * '1' i1, '2' i2, '3' i3, 'B' the blob. An ack runs two statements.
+ */
+static const struct {
+	enum store_stmt stmt[2];
+	const char *params[2];
+} store_plan[] = {
+	[MBI_OP_JOURNAL] = { { ST_JOURNAL }, { "1aB" } },
+	[MBI_OP_OUT_ADD] = { { ST_OUT_ADD }, { "1abB2" } },
+	[MBI_OP_OUT_SET] = { { ST_OUT_SET }, { "12B" } },
+	[MBI_OP_OUT_DEL] = { { ST_OUT_DEL }, { "1" } },
+	[MBI_OP_ACK] = { { ST_ACK_OUT, ST_ACK_NOTE }, { "a", "a1" } },
+	[MBI_OP_NOTE] = { { ST_NOTE }, { "ab123" } },
+	[MBI_OP_TOKEN_ACK] = { { ST_TOKEN }, { "ab" } },
+	[MBI_OP_SEEN] = { { ST_SEEN }, { "ab123" } },
+	[MBI_OP_KV_PUT] = { { ST_KV_PUT }, { "aB1" } },
+	[MBI_OP_KV_DEL] = { { ST_KV_DEL }, { "a" } },
+	[MBI_OP_DELIVERED] = { { ST_DELIVERED }, { "a12" } },
+};
+
+static int
+store_bind_run(sqlite3_stmt *s, const char *params, const struct mbi_op *op)
+{
+	for (int i = 0; params[i] != '\0'; i++) {
+		switch (params[i]) {
+		case 'a':
+			bind_text(s, i + 1, op->s1);
+			break;
+		case 'b':
+			bind_text(s, i + 1, op->s2);
+			break;
+		case '1':
+			sqlite3_bind_int64(s, i + 1, op->i1);
+			break;
+		case '2':
+			sqlite3_bind_int64(s, i + 1, op->i2);
+			break;
+		case '3':
+			sqlite3_bind_int64(s, i + 1, op->i3);
+			break;
+		case 'B':
+			sqlite3_bind_blob(s, i + 1, op->blob ? op->blob : "",
+			    (int)op->bloblen, SQLITE_STATIC);
+			break;
+		}
+	}
+	return stmt_run(s);
+}
+
 static int
 store_apply(mb_store *st, const struct mbi_op *op)
 {
-	sqlite3_stmt *s;
-	int rc;
+	int rc = SQLITE_OK;
 
-	switch (op->kind) {
-	case MBI_OP_JOURNAL:
-		s = st->stmt[ST_JOURNAL];
-		sqlite3_bind_int64(s, 1, op->i1);
-		bind_text(s, 2, op->s1);
-		sqlite3_bind_blob(s, 3, op->blob, (int)op->bloblen, SQLITE_STATIC);
-		return stmt_run(s);
-	case MBI_OP_OUT_ADD:
-		s = st->stmt[ST_OUT_ADD];
-		sqlite3_bind_int64(s, 1, op->i1);
-		bind_text(s, 2, op->s1);
-		bind_text(s, 3, op->s2);
-		sqlite3_bind_blob(s, 4, op->blob, (int)op->bloblen, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 5, op->i2);
-		return stmt_run(s);
-	case MBI_OP_OUT_SET:
-		s = st->stmt[op->blob ? ST_OUT_SET : ST_OUT_SET_STATE];
-		sqlite3_bind_int64(s, 1, op->i1);
-		sqlite3_bind_int64(s, 2, op->i2);
-		if (op->blob)
-			sqlite3_bind_blob(s, 3, op->blob, (int)op->bloblen,
-			    SQLITE_STATIC);
-		return stmt_run(s);
-	case MBI_OP_OUT_DEL:
-		s = st->stmt[ST_OUT_DEL];
-		sqlite3_bind_int64(s, 1, op->i1);
-		return stmt_run(s);
-	case MBI_OP_ACK:
-		s = st->stmt[ST_ACK_OUT];
-		bind_text(s, 1, op->s1);
-		if ((rc = stmt_run(s)) != SQLITE_OK)
-			return rc;
-		s = st->stmt[ST_ACK_NOTE];
-		bind_text(s, 1, op->s1);
-		sqlite3_bind_int64(s, 2, op->i1);
-		return stmt_run(s);
-	case MBI_OP_NOTE:
-		s = st->stmt[ST_NOTE];
-		bind_text(s, 1, op->s1);
-		bind_text(s, 2, op->s2);
-		sqlite3_bind_int64(s, 3, op->i1);
-		sqlite3_bind_int64(s, 4, op->i2);
-		sqlite3_bind_int64(s, 5, op->i3);
-		return stmt_run(s);
-	case MBI_OP_DELIVERED:
-		s = st->stmt[ST_DELIVERED];
-		bind_text(s, 1, op->s1);
-		sqlite3_bind_int64(s, 2, op->i1);
-		sqlite3_bind_int64(s, 3, op->i2);
-		return stmt_run(s);
-	case MBI_OP_TOKEN_ACK:
-		s = st->stmt[ST_TOKEN];
-		bind_text(s, 1, op->s1);
-		bind_text(s, 2, op->s2);
-		return stmt_run(s);
-	case MBI_OP_SEEN:
-		s = st->stmt[ST_SEEN];
-		bind_text(s, 1, op->s1);
-		bind_text(s, 2, op->s2);
-		sqlite3_bind_int64(s, 3, op->i1);
-		sqlite3_bind_int64(s, 4, op->i2);
-		sqlite3_bind_int64(s, 5, op->i3);
-		return stmt_run(s);
-	case MBI_OP_KV_PUT:
-		s = st->stmt[ST_KV_PUT];
-		bind_text(s, 1, op->s1);
-		sqlite3_bind_blob(s, 2, op->blob ? op->blob : "", (int)op->bloblen,
-		    SQLITE_STATIC);
-		sqlite3_bind_int64(s, 3, op->i1);
-		return stmt_run(s);
-	case MBI_OP_KV_DEL:
-		s = st->stmt[ST_KV_DEL];
-		bind_text(s, 1, op->s1);
-		return stmt_run(s);
-	}
-	return SQLITE_MISUSE;
+	if ((size_t)op->kind >= sizeof(store_plan) / sizeof(store_plan[0]) ||
+	    store_plan[op->kind].params[0] == NULL)
+		return SQLITE_MISUSE;
+	/* A state change without a new envelope keeps the stored one. */
+	if (op->kind == MBI_OP_OUT_SET && op->blob == NULL)
+		return store_bind_run(st->stmt[ST_OUT_SET_STATE], "12", op);
+	for (int i = 0; i < 2 && store_plan[op->kind].params[i] && rc == SQLITE_OK;
+	     i++)
+		rc = store_bind_run(st->stmt[store_plan[op->kind].stmt[i]],
+		    store_plan[op->kind].params[i], op);
+	return rc;
 }
 
 /* Apply one batch in one transaction. */
