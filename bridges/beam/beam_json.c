@@ -17,7 +17,7 @@
 #include "json.h"
 
 #define MBB_ATOM_KEY_MAX 64 /* longer keys stay binaries */
-#define MBB_DEPTH_MAX 512   /* deeper terms have no JSON form here */
+#define MBB_DEPTH_MAX 2100  /* past jansson's own 2048: what it parsed, we print */
 #define MBB_SMALL_MAP 32    /* ERTS's flatmap limit */
 
 static atomic_uint atoms_made;
