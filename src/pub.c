@@ -137,6 +137,30 @@ pub_send(mb_pub *pub, nng_msg *msg, const char *topic, size_t tlen,
 	return (mbi_nng_err(rv));
 }
 
+/*
+ * pub_begin - check topic and take pub's lock, with the next sequence
+ * number of topic in *first. Encoding happens under p_mtx only: nobody else
+ * can take this publisher's next seq meanwhile, so it is safe to pack it
+ * before pub_send commits it.
+ */
+static int
+pub_begin(mb_pub *pub, const char *topic, size_t *tlen, uint64_t *first)
+{
+	uint64_t *slot;
+
+	if (pub == NULL || topic == NULL) {
+		return (MB_EINVAL);
+	}
+	*tlen = strnlen(topic, MBI_TOPIC_MAX);
+	if (*tlen == 0 || *tlen >= MBI_TOPIC_MAX) {
+		return (MB_EINVAL);
+	}
+	pthread_mutex_lock(&pub->p_mtx);
+	slot = mbi_seqtab_get(&pub->p_seq, 0, topic, false);
+	*first = (slot != NULL ? *slot : 0) + 1;
+	return (MB_OK);
+}
+
 int
 mb_publish(mb_pub *pub, const char *topic, mb_envelope *env)
 {
@@ -144,25 +168,14 @@ mb_publish(mb_pub *pub, const char *topic, mb_envelope *env)
 	nng_msg *msg;
 	uint8_t *body;
 	char *saved;
-	uint64_t *slot;
 	uint64_t seq;
 	size_t tlen;
 	size_t plen;
 
-	if (pub == NULL || topic == NULL || env == NULL) {
-		return (MB_EINVAL);
-	}
-	tlen = strnlen(topic, MBI_TOPIC_MAX);
-	if (tlen == 0 || tlen >= MBI_TOPIC_MAX) {
+	if (env == NULL || pub_begin(pub, topic, &tlen, &seq) != MB_OK) {
 		return (MB_EINVAL);
 	}
 	bus = pub->p_bus;
-
-	/* Encode under p_mtx only: nobody else can take this publisher's
-	 * next seq meanwhile, so it is safe to pack it before committing. */
-	pthread_mutex_lock(&pub->p_mtx);
-	slot = mbi_seqtab_get(&pub->p_seq, 0, topic, false);
-	seq = (slot != NULL ? *slot : 0) + 1;
 
 	saved = env->topic;
 	env->topic = (char *)topic;
@@ -199,26 +212,21 @@ mb_publish_batch(mb_pub *pub, const char *topic, mb_envelope *const *envs,
 	mb_bus *bus;
 	nng_msg *msg;
 	uint8_t *body;
-	uint64_t *slot;
 	uint64_t first;
 	size_t tlen, total, off;
 	int64_t at;
 	uint64_t ts;
 
-	if (pub == NULL || topic == NULL || envs == NULL || n == 0) {
+	if (envs == NULL || n == 0) {
 		return (MB_EINVAL);
 	}
 	if (n == 1) {
 		return (mb_publish(pub, topic, envs[0]));
 	}
-	tlen = strnlen(topic, MBI_TOPIC_MAX);
-	if (tlen == 0 || tlen >= MBI_TOPIC_MAX) {
+	if (pub_begin(pub, topic, &tlen, &first) != MB_OK) {
 		return (MB_EINVAL);
 	}
 	bus = pub->p_bus;
-	pthread_mutex_lock(&pub->p_mtx);
-	slot = mbi_seqtab_get(&pub->p_seq, 0, topic, false);
-	first = (slot != NULL ? *slot : 0) + 1;
 	ts = mbi_mono_ns();
 	at = mb_bus_now_ms(bus);
 	total = tlen + 2;

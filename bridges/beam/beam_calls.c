@@ -219,6 +219,24 @@ get_key(ErlNifEnv *env, ERL_NIF_TERM t, struct mbb_strs *s, char **out)
 	return get_id(env, t, s, out) && strlen(*out) < 1024;
 }
 
+/*
+ * The store of the running bus, pinned in *bp (mbb_bus_put it when not
+ * NULL), or NULL with the error term in *err: not_started, no_store.
+ */
+static mb_store *
+store_get(ErlNifEnv *env, struct mbb_bus **bp, ERL_NIF_TERM *err)
+{
+	if ((*bp = mbb_bus_get()) == NULL) {
+		*err = mbb_error_atom(env, mbb_atom.not_started);
+		return NULL;
+	}
+	if ((*bp)->store == NULL) {
+		*err = mbb_error_atom(env, mbb_atom.no_store);
+		return NULL;
+	}
+	return (*bp)->store;
+}
+
 /* state_get(Key) -> {ok, Value} | {error, not_found | no_store | ...}.
  * Dirty I/O: reads the database. */
 ERL_NIF_TERM
@@ -226,6 +244,7 @@ mbb_state_get_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
 	struct mbb_strs s = {0};
 	struct mbb_bus *b;
+	mb_store *st;
 	char *key;
 	void *val = NULL;
 	size_t len = 0;
@@ -237,11 +256,9 @@ mbb_state_get_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		mbb_strs_free(&s);
 		return enif_make_badarg(env);
 	}
-	if ((b = mbb_bus_get()) == NULL) {
-		r = mbb_error_atom(env, mbb_atom.not_started);
-	} else if (b->store == NULL) {
-		r = mbb_error_atom(env, mbb_atom.no_store);
-	} else if ((rv = mb_state_get(b->store, key, &val, &len)) == MB_OK) {
+	if ((st = store_get(env, &b, &r)) == NULL) {
+		/* r says why */
+	} else if ((rv = mb_state_get(st, key, &val, &len)) == MB_OK) {
 		unsigned char *p = enif_make_new_binary(env, len, &bin);
 		if (len > 0)
 			memcpy(p, val, len);
@@ -263,6 +280,7 @@ mbb_state_put_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
 	struct mbb_strs s = {0};
 	struct mbb_bus *b;
+	mb_store *st;
 	ErlNifBinary val;
 	char *key;
 	ERL_NIF_TERM r;
@@ -274,12 +292,8 @@ mbb_state_put_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		mbb_strs_free(&s);
 		return enif_make_badarg(env);
 	}
-	if ((b = mbb_bus_get()) == NULL) {
-		r = mbb_error_atom(env, mbb_atom.not_started);
-	} else if (b->store == NULL) {
-		r = mbb_error_atom(env, mbb_atom.no_store);
-	} else {
-		rv = mb_state_put(b->store, key, val.data, val.size);
+	if ((st = store_get(env, &b, &r)) != NULL) {
+		rv = mb_state_put(st, key, val.data, val.size);
 		r = rv == MB_OK ? mbb_atom.ok : mbb_error(env, rv);
 	}
 	if (b != NULL)
@@ -294,6 +308,7 @@ mbb_state_delete_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
 	struct mbb_strs s = {0};
 	struct mbb_bus *b;
+	mb_store *st;
 	char *key;
 	ERL_NIF_TERM r;
 	int rv;
@@ -303,12 +318,8 @@ mbb_state_delete_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		mbb_strs_free(&s);
 		return enif_make_badarg(env);
 	}
-	if ((b = mbb_bus_get()) == NULL) {
-		r = mbb_error_atom(env, mbb_atom.not_started);
-	} else if (b->store == NULL) {
-		r = mbb_error_atom(env, mbb_atom.no_store);
-	} else {
-		rv = mb_state_delete(b->store, key);
+	if ((st = store_get(env, &b, &r)) != NULL) {
+		rv = mb_state_delete(st, key);
 		r = rv == MB_OK ? mbb_atom.ok : mbb_error(env, rv);
 	}
 	if (b != NULL)
