@@ -18,14 +18,21 @@
  * within the window stop it for good, but the mailbox keeps draining so that
  * mb_bus_drain still returns.
  *
+ * An actor with inline_ok can also run on a publisher's thread when it is
+ * idle (bus.h, INLINE RUNS): the handler sees no difference, and its mailbox
+ * drops the copy it gets of that envelope by sequence number.
+ *
  * THREAD SAFETY
- * An actor has no lock of its own. After mb_actor_start returns, its fields
- * are used only by its callback chain (one callback at a time) and then by
- * mb_actor_stop once nng_aio_stop has waited for that chain. It takes the
- * bus's locks only through mb_publish and the mbi_bus_ calls, and holds none
- * while user callbacks run.
+ * After mb_actor_start returns, an actor's fields are used only by whoever
+ * has it running: its callback chain (one callback at a time) or a
+ * publisher that claimed it, never both, as s_running under s_run_mtx
+ * decides (for an actor without inline_ok only the chain exists); then by
+ * mb_actor_stop, once nng_aio_stop has waited for the chain and no claim is
+ * left. It takes the bus's locks only through mb_publish and the mbi_bus_
+ * calls, and holds none while user callbacks run.
  */
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +62,8 @@ struct mb_actor {
 	struct mbi_seqtab a_last; /* last seq per (publisher, topic) */
 	bool a_live;              /* init succeeded: terminate is owed */
 	bool a_dead;              /* restart limit reached */
+	const uint8_t *a_wire;    /* the envelope being handled, encoded */
+	size_t a_wirelen;
 	uint64_t *a_fails;        /* ring: last max_restarts+1 failures, ms */
 	unsigned a_nfails;
 	unsigned a_fail_next;
@@ -227,25 +236,14 @@ actor_supervise(mb_actor *a, int rv, const mb_envelope *env, struct mbi_done *d)
 	}
 }
 
-/* actor_deliver_one - unpack, track and handle one envelope of topic. */
+/* actor_handle - track and handle one decoded envelope. */
 static void
-actor_deliver_one(mb_actor *a, const char *topic, const uint8_t *p,
-    size_t len, struct mbi_done *d)
+actor_handle(mb_actor *a, const mb_envelope *env, struct mbi_done *d)
 {
-	mb_envelope *env;
 	int rv;
 
-	env = mobbus__envelope__unpack(NULL, len, p);
-	if (env == NULL || env->seq == 0 || env->publisher == 0 ||
-	    strcmp(env->topic, topic) != 0) {
-		d->settled++;
-		(void)mb_publish_error(a->a_pub, MB_EPROTO,
-		                       "actor %.40s: malformed envelope (%zu bytes)",
-		                       a->a_name, len);
-		goto out;
-	}
 	if (!actor_track(a, env, d)) {
-		goto out;
+		return;
 	}
 	d->settled++;
 	if (!a->a_dead) {
@@ -254,7 +252,28 @@ actor_deliver_one(mb_actor *a, const char *topic, const uint8_t *p,
 			actor_supervise(a, rv, env, d);
 		}
 	}
-out:
+}
+
+/* actor_deliver_one - unpack, track and handle one envelope of topic. */
+static void
+actor_deliver_one(mb_actor *a, const char *topic, const uint8_t *p,
+    size_t len, struct mbi_done *d)
+{
+	mb_envelope *env;
+
+	env = mobbus__envelope__unpack(NULL, len, p);
+	if (env == NULL || env->seq == 0 || env->publisher == 0 ||
+	    strcmp(env->topic, topic) != 0) {
+		d->settled++;
+		(void)mb_publish_error(a->a_pub, MB_EPROTO,
+		                       "actor %.40s: malformed envelope (%zu bytes)",
+		                       a->a_name, len);
+	} else {
+		a->a_wire = p;
+		a->a_wirelen = len;
+		actor_handle(a, env, d);
+		a->a_wire = NULL;
+	}
 	if (env != NULL) {
 		mobbus__envelope__free_unpacked(env, NULL);
 	}
@@ -319,6 +338,80 @@ out:
 	}
 }
 
+/* actor_enter - wait until no publisher runs the actor, and run it. */
+static void
+actor_enter(mb_actor *a)
+{
+	struct mbi_sub *s = &a->a_sub;
+	bool idle = false;
+
+	if (atomic_compare_exchange_strong(&s->s_running, &idle, true)) {
+		return;
+	}
+	pthread_mutex_lock(&s->s_run_mtx);
+	atomic_fetch_add(&s->s_waiters, 1);
+	for (;;) {
+		idle = false;
+		if (atomic_compare_exchange_strong(&s->s_running, &idle,
+		                                   true)) {
+			break;
+		}
+		pthread_cond_wait(&s->s_run_cv, &s->s_run_mtx);
+	}
+	atomic_fetch_sub(&s->s_waiters, 1);
+	pthread_mutex_unlock(&s->s_run_mtx);
+}
+
+/* actor_leave - stop running the actor; wake whoever waits for it. Taking
+ * s_run_mtx to broadcast means a waiter is either asleep on the condition
+ * or has yet to try the compare-and-swap, which then succeeds. */
+static void
+actor_leave(mb_actor *a)
+{
+	struct mbi_sub *s = &a->a_sub;
+
+	atomic_store(&s->s_running, false);
+	if (atomic_load(&s->s_waiters) > 0) {
+		pthread_mutex_lock(&s->s_run_mtx);
+		pthread_cond_broadcast(&s->s_run_cv);
+		pthread_mutex_unlock(&s->s_run_mtx);
+	}
+}
+
+bool
+mbi_sub_inline_ok(struct mbi_sub *s, const mb_envelope *env)
+{
+	mb_actor *a = s->s_actor;
+
+	/* A stopped handler takes nothing: settling is all there is. */
+	return (a->a_dead || a->a_ops.inline_ok(a, a->a_state, env));
+}
+
+void
+mbi_sub_run(struct mbi_sub *s, const mb_envelope *env, const uint8_t *wire,
+    size_t len, struct mbi_done *d)
+{
+	mb_actor *a = s->s_actor;
+
+	a->a_wire = wire;
+	a->a_wirelen = len;
+	actor_handle(a, env, d);
+	a->a_wire = NULL;
+}
+
+const uint8_t *
+mbi_actor_wire(const mb_actor *a, size_t *len)
+{
+	*len = a->a_wirelen;
+	return (a->a_wire);
+}
+
+void
+mbi_sub_unclaim(struct mbi_sub *s)
+{
+	actor_leave(s->s_actor);
+}
+
 static void
 actor_recv_cb(void *arg)
 {
@@ -333,7 +426,13 @@ actor_recv_cb(void *arg)
 	if (rv == 0) {
 		msg = nng_aio_get_msg(a->a_aio);
 		nng_aio_set_msg(a->a_aio, NULL);
+		if (a->a_sub.s_inline) {
+			actor_enter(a);
+		}
 		actor_deliver(a, nng_msg_body(msg), nng_msg_len(msg));
+		if (a->a_sub.s_inline) {
+			actor_leave(a);
+		}
 		nng_msg_free(msg);
 	}
 	/* After nng_aio_stop this fails at once without calling back. */
@@ -347,9 +446,12 @@ actor_free(mb_actor *a)
 	if (a->a_aio != NULL) {
 		nng_aio_stop(a->a_aio);
 	}
-	/* Envelopes counted for us from here on are forgotten in one go. */
+	/* Envelopes counted for us from here on are forgotten in one go;
+	 * once unregistered no publisher claims us, and one that did is
+	 * waited for. */
 	if (a->a_registered) {
 		mbi_bus_detach(a->a_bus, &a->a_sub);
+		actor_enter(a);
 	}
 	if (a->a_sock_open) {
 		nng_close(a->a_sock);
@@ -363,6 +465,8 @@ actor_free(mb_actor *a)
 	mb_pub_free(a->a_pub);
 	nng_aio_free(a->a_aio);
 	mbi_seqtab_fini(&a->a_last);
+	pthread_cond_destroy(&a->a_sub.s_run_cv);
+	pthread_mutex_destroy(&a->a_sub.s_run_mtx);
 	free(a->a_fails);
 	free(a);
 }
@@ -429,6 +533,11 @@ mb_actor_start(mb_bus *bus, const struct mb_actor_ops *ops, void *arg,
 	a->a_sub.s_actor = a;
 	a->a_sub.s_topics = a->a_ops.topics;
 	a->a_sub.s_last = &a->a_last;
+	a->a_sub.s_inline = a->a_ops.inline_ok != NULL;
+	atomic_init(&a->a_sub.s_running, false);
+	atomic_init(&a->a_sub.s_waiters, 0);
+	pthread_mutex_init(&a->a_sub.s_run_mtx, NULL);
+	pthread_cond_init(&a->a_sub.s_run_cv, NULL);
 
 	a->a_fails = calloc(a->a_ops.max_restarts + 1, sizeof(*a->a_fails));
 	if (a->a_fails == NULL) {

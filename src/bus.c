@@ -130,6 +130,38 @@ mbi_bus_count(mb_bus *bus, const void *buf, size_t len, bool add, uint64_t k)
 	return (n);
 }
 
+/* bus_claim - mark s running for an inline run if it is free. */
+static bool
+bus_claim(struct mbi_sub *s)
+{
+	bool idle = false;
+
+	return (atomic_compare_exchange_strong(&s->s_running, &idle, true));
+}
+
+uint64_t
+mbi_bus_count_claim(mb_bus *bus, const void *buf, size_t len,
+    struct mbi_sub **claims, size_t *nclaims)
+{
+	uint64_t n = 0;
+
+	*nclaims = 0;
+	for (struct mbi_sub *s = bus->b_subs; s != NULL; s = s->s_next) {
+		if (!mbi_bus_match(s->s_topics, buf, len)) {
+			continue;
+		}
+		/* Owing nothing: every envelope counted for s before this
+		 * one is settled, so this one is next in every order. */
+		if (s->s_inline && s->s_pending == 0 &&
+		    *nclaims < MBI_INLINE_MAX && bus_claim(s)) {
+			claims[(*nclaims)++] = s;
+		}
+		s->s_pending++;
+		n++;
+	}
+	return (n);
+}
+
 void
 mbi_bus_settle(mb_bus *bus, uint64_t n)
 {
@@ -220,6 +252,7 @@ mb_bus_open(mb_bus **busp, const struct mb_bus_opts *opts)
 	bus_cond_init(&bus->b_pipe_cv);
 	atomic_init(&bus->b_clock_ms, -1);
 	bus->b_recvbuf = o.recvbuf;
+	bus->b_inline = o.no_inline == 0;
 	bus->b_next_pub = 1;
 	snprintf(bus->b_url, sizeof(bus->b_url), "inproc://mobbus-%u-%p",
 	         atomic_fetch_add(&bus_serial, 1), (void *)bus);
@@ -516,12 +549,12 @@ mbi_bus_detach(mb_bus *bus, struct mbi_sub *s)
 	pthread_mutex_unlock(&bus->b_mtx);
 }
 
-void
-mbi_bus_done(mb_bus *bus, struct mbi_sub *s, const struct mbi_done *d)
+/* bus_done - mbi_bus_done with b_mtx held. */
+static void
+bus_done(mb_bus *bus, struct mbi_sub *s, const struct mbi_done *d)
 {
 	uint64_t n = d->settled;
 
-	pthread_mutex_lock(&bus->b_mtx);
 	/* Only a forged envelope (mbi_bus_send_raw) can settle more than was
 	 * counted; never let that wrap the counters. */
 	if (n > s->s_pending) {
@@ -533,6 +566,23 @@ mbi_bus_done(mb_bus *bus, struct mbi_sub *s, const struct mbi_done *d)
 	bus->b_stats.gaps += d->gaps;
 	bus->b_stats.missed += d->missed;
 	bus->b_stats.restarts += d->restarts;
+}
+
+void
+mbi_bus_done(mb_bus *bus, struct mbi_sub *s, const struct mbi_done *d)
+{
+	pthread_mutex_lock(&bus->b_mtx);
+	bus_done(bus, s, d);
 	pthread_mutex_unlock(&bus->b_mtx);
 }
 
+void
+mbi_bus_done_all(mb_bus *bus, struct mbi_sub *const *s,
+    const struct mbi_done *d, size_t n)
+{
+	pthread_mutex_lock(&bus->b_mtx);
+	for (size_t i = 0; i < n; i++) {
+		bus_done(bus, s[i], &d[i]);
+	}
+	pthread_mutex_unlock(&bus->b_mtx);
+}

@@ -24,11 +24,24 @@
  * envelopes, the last seq of each of its streams. Pipes are FIFO, so when an
  * actor reads the probe everything sent before it has arrived or is gone, and
  * whatever of the snapshot it has not seen is lost: it reports and settles it.
+ *
+ * INLINE RUNS
+ * An actor whose ops have inline_ok can be claimed by a publisher: under the
+ * bus lock, when the actor owes nothing (s_pending was 0) and no handler of
+ * it is running, mb_publish marks it running (s_running), counts the
+ * envelope for it as usual, and after dropping its locks runs the handler
+ * itself and settles. The actor's mailbox callback marks it running too, and
+ * waits while a publisher has it, so one handler runs at a time and in
+ * order: everything counted before the claim was settled, and whatever is
+ * counted while it is claimed waits in the mailbox. When every matching
+ * actor was claimed nothing is sent; otherwise the message goes out as
+ * always and a claimed actor drops its own copy by sequence number.
  */
 #ifndef MOBBUS_BUS_H
 #define MOBBUS_BUS_H
 
 #include <stdbool.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -45,6 +58,8 @@ struct mbi_seqent {
 	uint64_t e_seq;
 	uint32_t e_pub;
 	bool e_used;
+	bool e_unheard; /* a publisher's: its last send matched nobody */
+	bool e_inline;  /* a publisher's: its last send ran inline only */
 	char e_topic[MBI_TOPIC_MAX];
 };
 
@@ -61,6 +76,9 @@ struct mbi_seqtab {
  */
 uint64_t *mbi_seqtab_get(struct mbi_seqtab *t, uint32_t pub, const char *topic,
                          bool create);
+/* mbi_seqtab_entry - the same, as the whole entry. */
+struct mbi_seqent *mbi_seqtab_entry(struct mbi_seqtab *t, uint32_t pub,
+                                    const char *topic, bool create);
 void mbi_seqtab_fini(struct mbi_seqtab *t);
 
 /* mbi_sub - an actor's registration on its bus; embedded in the actor. */
@@ -74,7 +92,56 @@ struct mbi_sub {
 	/* The snapshot for probe s_probe_gen (0: none); bus lock. */
 	struct mbi_seqtab s_probe;
 	uint64_t s_probe_gen;
+	/* Inline runs (see above). s_running is taken by compare-and-swap;
+	 * whoever has to wait for it counts itself in s_waiters and sleeps
+	 * on s_run_cv under s_run_mtx, which is never held while taking
+	 * another lock. */
+	bool s_inline; /* the actor has inline_ok; set before registering */
+	_Atomic bool s_running;
+	_Atomic unsigned s_waiters;
+	pthread_mutex_t s_run_mtx;
+	pthread_cond_t s_run_cv;
 };
+
+struct mbi_done;
+
+/* Most actors one publish can claim for inline runs. */
+#define MBI_INLINE_MAX 8
+
+/*
+ * mbi_bus_count_claim - mbi_bus_count(bus, buf, len, true, 1), and also
+ * claim each matching actor that can run inline now, up to MBI_INLINE_MAX,
+ * into claims (*nclaims of them). b_mtx held.
+ */
+uint64_t mbi_bus_count_claim(mb_bus *bus, const void *buf, size_t len,
+    struct mbi_sub **claims, size_t *nclaims);
+
+/* actor.c: mbi_sub_inline_ok - whether claimed s takes env inline. */
+bool mbi_sub_inline_ok(struct mbi_sub *s, const mb_envelope *env);
+/* actor.c: mbi_sub_run - handle env inline on claimed s, adding what it
+ * settled to *d (for mbi_bus_done_all); wire (len bytes, or NULL) is env
+ * encoded, for mbi_actor_wire. */
+void mbi_sub_run(struct mbi_sub *s, const mb_envelope *env,
+    const uint8_t *wire, size_t len, struct mbi_done *d);
+/* actor.c: mbi_actor_wire - inside a handler, the envelope as it came over
+ * the bus (*len bytes), or NULL when it is not at hand: the store journals
+ * these bytes instead of encoding them again. */
+const uint8_t *mbi_actor_wire(const mb_actor *a, size_t *len);
+/* actor.c: mbi_sub_unclaim - give back a claim without running. */
+void mbi_sub_unclaim(struct mbi_sub *s);
+
+/* inline.c: mbi_inline_whole - whether a publisher's env can be handed to
+ * handlers as it is, as if decoded. */
+bool mbi_inline_whole(const mb_envelope *env);
+/* inline.c: mbi_inline_keep - keep (in front) the claims whose inline_ok
+ * takes env, give back the rest (all when env is NULL); returns how many
+ * are kept. b_mtx held. */
+size_t mbi_inline_keep(struct mbi_sub **claims, size_t n,
+    const mb_envelope *env);
+/* inline.c: mbi_inline_run - run the n kept claims on env, settle, and give
+ * them back; wire as for mbi_sub_run. No lock held. */
+void mbi_inline_run(mb_bus *bus, struct mbi_sub *const *claims, size_t n,
+    const mb_envelope *env, const uint8_t *wire, size_t len);
 
 /* What one delivery settled, for mbi_bus_done. */
 struct mbi_done {
@@ -99,6 +166,9 @@ void mbi_bus_detach(mb_bus *bus, struct mbi_sub *s);
 
 /* mbi_bus_done - settle d->settled envelopes of s and add to the stats. */
 void mbi_bus_done(mb_bus *bus, struct mbi_sub *s, const struct mbi_done *d);
+/* mbi_bus_done_all - mbi_bus_done for n subs at once. */
+void mbi_bus_done_all(mb_bus *bus, struct mbi_sub *const *s,
+    const struct mbi_done *d, size_t n);
 
 /* A probe: NUL, then the generation as 8 bytes little-endian. */
 #define MBI_PROBE_LEN 9
@@ -142,6 +212,7 @@ struct mb_pub {
 	pthread_mutex_t p_mtx;
 	struct mbi_seqtab p_seq; /* keyed (0, topic) */
 	nng_aio *p_aio;          /* send aio, reused under p_mtx */
+	bool p_inline;           /* may run actors inline (mb_pub_inline) */
 	struct mb_pub *p_next;   /* on b_pubs, under b_mtx */
 	struct mb_pub *p_prev;
 };
@@ -161,6 +232,7 @@ struct mb_bus {
 	uint64_t b_pipes; /* PUB pipes attached so far */
 	uint32_t b_next_pub;
 	uint64_t b_probe_gen;
+	bool b_inline; /* publishers may claim actors (not opts.no_inline) */
 	/* Freed publishers' last seq per (id, topic), for snapshots. */
 	struct mbi_seqtab b_retired;
 	struct mb_bus_stats b_stats;

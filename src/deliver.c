@@ -14,6 +14,7 @@
  * own rule, or when their budget runs out on a time/tick.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +31,10 @@ static int
 on_notification(struct mbi_deliver *d, const mb_envelope *in, const char *topic)
 {
 	const Mobbus__Notification *n = in->notification;
+	Mobbus__Notification nv;
 	char id[256];
 	struct mbi_note *note;
-	mb_envelope *env;
+	mb_envelope env;
 	int bg = n->presentation == MOBBUS__NOTIFICATION__PRESENTATION__BACKGROUND;
 	int tap = n->presentation == MOBBUS__NOTIFICATION__PRESENTATION__TAP;
 	struct mbi_window *w = NULL;
@@ -75,10 +77,14 @@ on_notification(struct mbi_deliver *d, const mb_envelope *in, const char *topic)
 		note->arrival = 1;
 		mbi_persist_note(d, note, n->collapse_id, in->at_ms);
 	}
-	if ((env = mbi_env_dup(in)) == NULL)
+	/* What the consumer gets: this copy under its identity. */
+	nv = *n;
+	nv.id = id;
+	env = *in;
+	env.notification = &nv;
+	if (mbi_out_put_copy(d, bg ? "app/push_fired" : "app/notification",
+	        &env, 1) != MB_OK)
 		return MB_ENOMEM;
-	mbi_pb_str_set(&env->notification->id, id);
-	mbi_out_put(d, bg ? "app/push_fired" : "app/notification", env, 0, 1);
 	if (w != NULL && n->complete_now)
 		mbi_complete_push(d, w, "no_data", 1);
 	return MB_OK;
@@ -118,8 +124,7 @@ on_token(struct mbi_deliver *d, const mb_envelope *in)
 	if (strcmp(tok, d->token_acked[k]) == 0 ||
 	    strcmp(tok, d->token_announced[k]) == 0)
 		return MB_OK;
-	snprintf(d->token_announced[k], sizeof(d->token_announced[k]), "%s",
-	    tok);
+	mbi_strlcpy(d->token_announced[k], tok, sizeof(d->token_announced[k]));
 	if ((env = mbi_env_dup(in)) == NULL)
 		return MB_ENOMEM;
 	return mbi_out_put(d, "app/push_token", env, 0, 0);
@@ -134,7 +139,7 @@ ack_token(struct mbi_deliver *d, const char *tok)
 	    strcmp(d->token_announced[1], tok) == 0     ? 1 :
 	                                                  d->os_slot;
 
-	snprintf(d->token_acked[k], sizeof(d->token_acked[k]), "%s", tok);
+	mbi_strlcpy(d->token_acked[k], tok, sizeof(d->token_acked[k]));
 	mbi_persist_str(d, MBI_OP_TOKEN_ACK, k ? "android" : "ios", tok, 0, 0, 0);
 }
 
@@ -253,12 +258,10 @@ forward(struct mbi_deliver *d, const mb_envelope *in)
 }
 
 static int
-deliver_handle_cb(mb_actor *a, void *state, const mb_envelope *in)
+deliver_handle(struct mbi_deliver *d, const mb_envelope *in)
 {
-	struct mbi_deliver *d = state;
 	mb_envelope *env;
 
-	(void)a;
 	if (strncmp(in->topic, MB_TOPIC_OUT, strlen(MB_TOPIC_OUT)) == 0)
 		return forward(d, in);
 	switch (in->body_case) {
@@ -290,6 +293,43 @@ deliver_handle_cb(mb_actor *a, void *state, const mb_envelope *in)
 	}
 }
 
+/*
+ * Inline runs (mb_actor_ops.inline_ok): the handler never blocks, except
+ * where it reads the store: an identity the cache let go of, and the
+ * backlog an earlier process left, handed when the consumer subscribes.
+ * Those, and a consumer that may block, wait for the actor's own thread.
+ */
+static bool
+deliver_inline_ok_cb(mb_actor *a, void *state, const mb_envelope *in)
+{
+	struct mbi_deliver *d = state;
+
+	(void)a;
+	if (d->consumer != NULL && !d->consumer_inline)
+		return false;
+	if (in->body_case == MOBBUS__ENVELOPE__BODY_NOTIFICATION)
+		return mbi_identity_known(d, in->notification, in->at_ms);
+	if (in->body_case == MOBBUS__ENVELOPE__BODY_APP &&
+	    (in->app->do_ == MOBBUS__APP_COMMAND__DO__SUBSCRIBE ||
+	        in->app->do_ == MOBBUS__APP_COMMAND__DO__RESTART))
+		return d->backlog_after >= d->backlog_end;
+	return true;
+}
+
+static int
+deliver_handle_cb(mb_actor *a, void *state, const mb_envelope *in)
+{
+	int rv;
+
+	(void)a;
+	/* What this envelope writes is queued as it goes; the writer is woken
+	 * once the consumer has it. */
+	mbi_store_wake_hold();
+	rv = deliver_handle(state, in);
+	mbi_store_wake_release();
+	return rv;
+}
+
 static void
 load_note_cb(void *arg, const char *id, int arrival, int tap)
 {
@@ -314,8 +354,8 @@ load_seen_cb(void *arg, const char *hash, const char *id, int64_t first,
 	if (d->nseen == MBI_SEEN_MAX) /* keep the newest */
 		memmove(&d->seen[0], &d->seen[1], --d->nseen * sizeof(d->seen[0]));
 	s = &d->seen[d->nseen++];
-	snprintf(s->hash, sizeof(s->hash), "%s", hash);
-	snprintf(s->id, sizeof(s->id), "%s", id);
+	mbi_strlcpy(s->hash, hash, sizeof(s->hash));
+	mbi_strlcpy(s->id, id, sizeof(s->id));
 	s->first_at = first;
 	s->by_hash = by_hash;
 	s->generation = (unsigned)generation;
@@ -334,6 +374,7 @@ deliver_init_cb(mb_actor *a, void *arg, void **statep)
 		return MB_ENOMEM;
 	}
 	d->manual_ack = o->manual_ack;
+	d->consumer_inline = o->consumer_inline;
 	d->pub = mb_actor_pub(a);
 	d->bus = mb_actor_bus(a);
 	d->store = o->store;
@@ -398,6 +439,7 @@ static const struct mb_actor_ops deliver_ops = {
 	.handle = deliver_handle_cb,
 	.terminate = deliver_terminate_cb,
 	.release = deliver_release_cb,
+	.inline_ok = deliver_inline_ok_cb,
 };
 
 /* What the actor keeps of its options: the options and the consumer's ops,
@@ -430,6 +472,9 @@ mb_deliver_start(mb_bus *bus, const struct mb_deliver_opts *opts,
 			o->consumer = &cfg->consumer;
 			o->consumer_arg = opts->consumer_arg;
 		}
+		if (opts->size >= offsetof(struct mb_deliver_opts,
+		        consumer_inline) + sizeof(opts->consumer_inline))
+			o->consumer_inline = opts->consumer_inline;
 	}
 	o->size = sizeof(*o);
 	/* The store is closed before the bus stops this actor: hold it. */

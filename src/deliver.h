@@ -45,6 +45,7 @@ struct mbi_deliver {
 	mb_pub *pub;
 	mb_bus *bus;
 	int manual_ack;
+	int consumer_inline;          /* the consumer never blocks */
 	int consumer_up;
 	struct mbi_out *queue;
 	size_t nqueue, capqueue;
@@ -73,8 +74,16 @@ struct mbi_deliver {
 /* identity.c: envelope copies, identities */
 mb_envelope *mbi_env_dup(const mb_envelope *env);
 char *mbi_xstrdup(const char *s);
+/* mbi_strlcpy - copy src into dst (size bytes), cut to fit and always
+ * terminated; returns strlen(src). What snprintf "%s" does, without
+ * parsing a format on the delivery path. */
+size_t mbi_strlcpy(char *dst, const char *src, size_t size);
 void mbi_pb_str_set(char **field, const char *v);
 struct mbi_note *mbi_note_get(struct mbi_deliver *d, const char *id);
+/* mbi_identity_known - whether n's identity can be looked up without the
+ * store (cached, certainly new, or no store); changes nothing. */
+int mbi_identity_known(struct mbi_deliver *d, const Mobbus__Notification *n,
+    int64_t now);
 int mbi_identity_resolve(struct mbi_deliver *d, const Mobbus__Notification *n,
     int64_t now, char *out, size_t outlen);
 
@@ -90,6 +99,8 @@ void mbi_emit(struct mbi_deliver *d, const char *topic, mb_envelope *env);
 void mbi_hand(struct mbi_deliver *d, struct mbi_out *o, int queued);
 int mbi_out_put(struct mbi_deliver *d, const char *topic, mb_envelope *env,
     int force_queue, int persist);
+int mbi_out_put_copy(struct mbi_deliver *d, const char *topic, mb_envelope *env,
+    int persist);
 void mbi_flush_queue(struct mbi_deliver *d);
 struct mbi_out *mbi_queued_tap(struct mbi_deliver *d, const char *id);
 

@@ -31,6 +31,19 @@ mbi_env_dup(const mb_envelope *env)
 	return copy;
 }
 
+size_t
+mbi_strlcpy(char *dst, const char *src, size_t size)
+{
+	size_t n = strlen(src);
+
+	if (size > 0) {
+		size_t k = n < size - 1 ? n : size - 1;
+		memcpy(dst, src, k);
+		dst[k] = '\0';
+	}
+	return n;
+}
+
 char *
 mbi_xstrdup(const char *s)
 {
@@ -73,15 +86,18 @@ mbi_note_get(struct mbi_deliver *d, const char *id)
  * Identity, reading 1 of spec/semantics.md. The bridge already put the
  * platform's explicit id (the app's id key, FCM's message id) into n->id.
  */
-int
-mbi_identity_resolve(struct mbi_deliver *d, const Mobbus__Notification *n,
-    int64_t now, char *out, size_t outlen)
+/* identity_pick - the identity of n into out, without remembering it; *hitp
+ * and *genp say what the recent payloads gave. */
+static void
+identity_pick(const struct mbi_deliver *d, const Mobbus__Notification *n,
+    int64_t now, char *out, size_t outlen, const struct mbi_seen **hitp,
+    unsigned *genp)
 {
-	struct mbi_seen *hit = NULL, *slot;
+	const struct mbi_seen *hit = NULL;
 	unsigned generation = 0;
 
 	for (size_t i = 0; i < d->nseen && *n->content_hash; i++) {
-		struct mbi_seen *s = &d->seen[i];
+		const struct mbi_seen *s = &d->seen[i];
 		if (strcmp(s->hash, n->content_hash) != 0)
 			continue;
 		if (now - s->first_at < HASH_WINDOW_MS) {
@@ -92,15 +108,43 @@ mbi_identity_resolve(struct mbi_deliver *d, const Mobbus__Notification *n,
 		}
 	}
 	if (*n->id)
-		snprintf(out, outlen, "%s", n->id);
+		mbi_strlcpy(out, n->id, outlen);
 	else if (hit != NULL)
-		snprintf(out, outlen, "%s", hit->id);
+		mbi_strlcpy(out, hit->id, outlen);
 	else if (*n->request_id)
-		snprintf(out, outlen, "%s", n->request_id);
+		mbi_strlcpy(out, n->request_id, outlen);
 	else if (generation == 0)
 		snprintf(out, outlen, "h:%s", n->content_hash);
 	else /* the same payload after its window is a new notification */
 		snprintf(out, outlen, "h:%s.%u", n->content_hash, generation);
+	*hitp = hit;
+	*genp = generation;
+}
+
+int
+mbi_identity_known(struct mbi_deliver *d, const Mobbus__Notification *n,
+    int64_t now)
+{
+	const struct mbi_seen *hit;
+	unsigned generation;
+	char id[256];
+
+	if (d->store == NULL || mbi_notes_all_cached(&d->notes))
+		return 1;
+	identity_pick(d, n, now, id, sizeof(id), &hit, &generation);
+	return (mbi_notes_find(&d->notes, id) != NULL ||
+	    !mbi_notes_maybe_older(&d->notes, id));
+}
+
+int
+mbi_identity_resolve(struct mbi_deliver *d, const Mobbus__Notification *n,
+    int64_t now, char *out, size_t outlen)
+{
+	const struct mbi_seen *hit;
+	struct mbi_seen *slot;
+	unsigned generation;
+
+	identity_pick(d, n, now, out, outlen, &hit, &generation);
 	if (hit != NULL || *n->content_hash == '\0')
 		return MB_OK;
 	/* Remember this copy; when full, the oldest entry makes room. */
@@ -112,8 +156,8 @@ mbi_identity_resolve(struct mbi_deliver *d, const Mobbus__Notification *n,
 			if (d->seen[i].first_at < slot->first_at)
 				slot = &d->seen[i];
 	}
-	snprintf(slot->hash, sizeof(slot->hash), "%s", n->content_hash);
-	snprintf(slot->id, sizeof(slot->id), "%s", out);
+	mbi_strlcpy(slot->hash, n->content_hash, sizeof(slot->hash));
+	mbi_strlcpy(slot->id, out, sizeof(slot->id));
 	slot->first_at = now;
 	slot->generation = generation;
 	slot->by_hash = *n->id == '\0' && *n->request_id == '\0';

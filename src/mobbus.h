@@ -19,6 +19,7 @@
 #ifndef MOBBUS_H
 #define MOBBUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -75,6 +76,8 @@ struct mb_bus_opts {
 	size_t size;          /* sizeof(struct mb_bus_opts) */
 	unsigned sendbuf;     /* PUB per-subscriber queue, messages; 0: 8192 */
 	unsigned recvbuf;     /* SUB queue, messages; 0: 8192 */
+	int no_inline;        /* 1: actors never run on a publisher's thread
+	                       * (see mb_actor_ops.inline_ok) */
 };
 
 /*
@@ -127,6 +130,9 @@ struct mb_bus_stats {
 	uint64_t inflight;   /* published, not yet handled or counted lost: a
 	                      * bulk producer can hold back while this is high
 	                      * instead of overrunning the subscribers' queues */
+	uint64_t inline_runs; /* deliveries run on the publisher's thread */
+	uint64_t unsent;      /* envelopes every receiver took inline, so no
+	                       * nng message was sent */
 };
 /* mb_bus_stats - a snapshot of the bus counters. */
 void mb_bus_stats(mb_bus *bus, struct mb_bus_stats *st);
@@ -141,6 +147,14 @@ int mb_pub_alloc(mb_bus *bus, mb_pub **pubp);
 void mb_pub_free(mb_pub *pub);
 /* mb_pub_id - the publisher id stamped into envelopes. */
 uint32_t mb_pub_id(const mb_pub *pub);
+/*
+ * mb_pub_inline - whether pub's publishes may run idle actors on the calling
+ * thread (mb_actor_ops.inline_ok); on by default. Turn it off for a
+ * publisher called from threads that should not run actor handlers (an
+ * Erlang scheduler, for one): its envelopes then always go through the
+ * actors' mailboxes. Not while another thread publishes on pub.
+ */
+void mb_pub_inline(mb_pub *pub, bool allow);
 
 /*
  * mb_publish - stamp env (topic, publisher, seq, ts_ns, at_ms) and send it.
@@ -182,6 +196,20 @@ struct mb_actor_ops {
 	unsigned restart_window_ms;    /* 0: 10000 */
 	void (*release)(void *arg);    /* optional: frees arg after the last
 	                                * terminate, at stop */
+	/*
+	 * inline_ok - optional. An idle actor (nothing owed, no handler
+	 * running) may handle a single envelope on the publishing thread,
+	 * before mb_publish returns, instead of waiting for its mailbox
+	 * thread: one thread hop less from a bridge call to the handler.
+	 * mb_publish asks this first, with the actor claimed (so state may be
+	 * read, not written; it must not call into the bus) and env decoded;
+	 * true lets the handler run there. Only for handlers that never block (no SQLite reads, no
+	 * network, no waiting on another actor), as they then run on the
+	 * bridge's thread (ARCHITECTURE rule 1). Order is kept: while the
+	 * actor is claimed its mailbox waits, and the mailbox's own copy of
+	 * the envelope is dropped by its sequence number.
+	 */
+	bool (*inline_ok)(mb_actor *a, void *state, const mb_envelope *env);
 };
 
 /*
@@ -332,6 +360,10 @@ struct mb_deliver_opts {
 	 * consumers subscribe on the bus (mb_sink_start). */
 	const struct mb_sink_ops *consumer;
 	void *consumer_arg;
+	/* 1: the consumer's receive never blocks, so the actor may run on a
+	 * publisher's thread when it is idle (mb_actor_ops.inline_ok). Without
+	 * a consumer it may always. */
+	int consumer_inline;
 };
 /* mb_deliver_start - start the deliver actor on bus; *ap as mb_actor_start. */
 int mb_deliver_start(mb_bus *bus, const struct mb_deliver_opts *opts,

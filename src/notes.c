@@ -61,6 +61,12 @@ mbi_notes_maybe_older(const struct mbi_notes *ns, const char *id)
 }
 
 int
+mbi_notes_all_cached(const struct mbi_notes *ns)
+{
+	return !ns->saturated && ns->evicted == 0;
+}
+
+int
 mbi_notes_init(struct mbi_notes *ns, size_t cap)
 {
 	memset(ns, 0, sizeof(*ns));
@@ -129,6 +135,7 @@ mbi_notes_add(struct mbi_notes *ns, const char *id)
 		ns->head = (ns->head + 1) % ns->cap;
 		notes_unlink(ns, &ns->ring[slot]);
 		bloom_add(ns, ns->ring[slot].id);
+		ns->evicted++;
 		free(ns->ring[slot].id);
 	}
 	n = &ns->ring[slot];

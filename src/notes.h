@@ -25,6 +25,7 @@ struct mbi_notes {
 	 * brand-new id (nearly every miss) need not ask the store. */
 	uint64_t *bloom;
 	int saturated;             /* the store may know ids never cached */
+	uint64_t evicted;          /* ids let go of so far */
 };
 
 int mbi_notes_init(struct mbi_notes *ns, size_t cap);
@@ -37,5 +38,8 @@ struct mbi_note *mbi_notes_add(struct mbi_notes *ns, const char *id);
 /* mbi_notes_maybe_older - whether id may be one the cache no longer holds
  * (then ask the store); false means it is certainly new. */
 int mbi_notes_maybe_older(const struct mbi_notes *ns, const char *id);
+/* mbi_notes_all_cached - no id can be older than the cache: none was let
+ * go of, and the store held no more than the cache at start. */
+int mbi_notes_all_cached(const struct mbi_notes *ns);
 
 #endif

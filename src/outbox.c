@@ -86,30 +86,36 @@ mbi_emit(struct mbi_deliver *d, const char *topic, mb_envelope *env)
 	(void)mb_publish(d->pub, topic, env);
 }
 
+/* Whether handing env keeps it: a notification under manual ack, until
+ * its ack (while there is room to track it). */
+static int
+hand_keeps(const struct mbi_deliver *d, const mb_envelope *env)
+{
+	return d->manual_ack && mbi_is_notification(env) &&
+	    d->nunacked < MBI_UNACKED_MAX;
+}
+
 /*
  * Hand one message to the consumer. A notification under manual ack stays
  * in the unacked list (and in the outbox as handed) until its ack; anything
- * else is done with. Takes over o->env.
+ * else is done with. Takes over o->env when owned; otherwise o->env is the
+ * caller's, and must not be one that hand_keeps.
  */
-void
-mbi_hand(struct mbi_deliver *d, struct mbi_out *o, int queued)
+static void
+hand(struct mbi_deliver *d, struct mbi_out *o, int queued, int owned)
 {
 	mb_envelope *env = o->env;
-	int keep = d->manual_ack && mbi_is_notification(env) &&
-	    d->nunacked < MBI_UNACKED_MAX;
+	int keep = hand_keeps(d, env);
 
 	if (mbi_is_notification(env))
 		env->notification->redelivered = o->earlier;
 	/* The consumer first; the bookkeeping after, off its latency. */
 	mbi_emit(d, o->topic, env);
-	if (env->body_case == MOBBUS__ENVELOPE__BODY_NOTIFICATION) {
-		mbi_persist_str(d, MBI_OP_DELIVERED, env->notification->id, NULL,
+	/* ack "auto": the hand-off is the acknowledgement, one write. */
+	if (env->body_case == MOBBUS__ENVELOPE__BODY_NOTIFICATION)
+		mbi_persist_str(d, d->manual_ack ? MBI_OP_DELIVERED :
+		    MBI_OP_DELIVERED_ACK, env->notification->id, NULL,
 		    env->at_ms, o->earlier, 0);
-		/* ack "auto": the hand-off is the acknowledgement. */
-		if (!d->manual_ack)
-			mbi_persist_str(d, MBI_OP_ACK, env->notification->id,
-			    NULL, env->at_ms, 0, 0);
-	}
 	if (keep) {
 		struct mbi_out *u = &d->unacked[d->nunacked++];
 		*u = *o;
@@ -124,7 +130,37 @@ mbi_hand(struct mbi_deliver *d, struct mbi_out *o, int queued)
 	}
 	if (queued)
 		mbi_persist_out(d, MBI_OP_OUT_DEL, o->seq, 0, NULL, NULL);
-	mobbus__envelope__free_unpacked(env, NULL);
+	if (owned)
+		mobbus__envelope__free_unpacked(env, NULL);
+}
+
+void
+mbi_hand(struct mbi_deliver *d, struct mbi_out *o, int queued)
+{
+	hand(d, o, queued, 1);
+}
+
+/*
+ * mbi_out_put of a copy of env. When the consumer takes env at once and
+ * nothing keeps it, env itself is handed and no copy is made: the common
+ * case costs no encode and decode.
+ */
+int
+mbi_out_put_copy(struct mbi_deliver *d, const char *topic, mb_envelope *env,
+    int persist)
+{
+	mb_envelope *copy;
+
+	if (d->consumer_up && d->nqueue == 0 && !hand_keeps(d, env)) {
+		struct mbi_out o = { .seq = persist ? d->next_seq++ : 0,
+			.env = env };
+		mbi_strlcpy(o.topic, topic, sizeof(o.topic));
+		hand(d, &o, 0, 0);
+		return MB_OK;
+	}
+	if ((copy = mbi_env_dup(env)) == NULL)
+		return MB_ENOMEM;
+	return mbi_out_put(d, topic, copy, 0, persist);
 }
 
 /*
@@ -137,7 +173,7 @@ mbi_out_put(struct mbi_deliver *d, const char *topic, mb_envelope *env,
 {
 	struct mbi_out o = { .seq = persist ? d->next_seq++ : 0, .env = env };
 
-	snprintf(o.topic, sizeof(o.topic), "%s", topic);
+	mbi_strlcpy(o.topic, topic, sizeof(o.topic));
 	if (d->consumer_up && !force_queue && d->nqueue == 0) {
 		mbi_hand(d, &o, 0);
 		return MB_OK;
@@ -173,7 +209,7 @@ backlog_row_cb(void *arg, const struct mbi_out_row *r)
 		mbi_persist_out(d, MBI_OP_OUT_DEL, r->seq, 0, NULL, NULL);
 		return;
 	}
-	snprintf(o.topic, sizeof(o.topic), "%s", r->topic);
+	mbi_strlcpy(o.topic, r->topic, sizeof(o.topic));
 	/* Handed by an earlier process and never acknowledged: again, as a
 	 * redelivery (reading 15). */
 	o.earlier = r->state == MBI_OUT_HANDED;

@@ -57,16 +57,16 @@ seqtab_grow(struct mbi_seqtab *t)
 	return (MB_OK);
 }
 
-uint64_t *
-mbi_seqtab_get(struct mbi_seqtab *t, uint32_t pub, const char *topic,
-               bool create)
+struct mbi_seqent *
+mbi_seqtab_entry(struct mbi_seqtab *t, uint32_t pub, const char *topic,
+                 bool create)
 {
 	struct mbi_seqent *e;
 
 	if (t->t_cap != 0) {
 		e = seqtab_slot(t->t_ents, t->t_cap, pub, topic);
 		if (e->e_used) {
-			return (&e->e_seq);
+			return (e);
 		}
 	}
 	if (!create || strlen(topic) >= MBI_TOPIC_MAX) {
@@ -80,9 +80,20 @@ mbi_seqtab_get(struct mbi_seqtab *t, uint32_t pub, const char *topic,
 	e->e_used = true;
 	e->e_pub = pub;
 	e->e_seq = 0;
+	e->e_unheard = false;
+	e->e_inline = false;
 	strcpy(e->e_topic, topic);
 	t->t_len++;
-	return (&e->e_seq);
+	return (e);
+}
+
+uint64_t *
+mbi_seqtab_get(struct mbi_seqtab *t, uint32_t pub, const char *topic,
+               bool create)
+{
+	struct mbi_seqent *e = mbi_seqtab_entry(t, pub, topic, create);
+
+	return (e != NULL ? &e->e_seq : NULL);
 }
 
 void

@@ -35,6 +35,7 @@
 
 #include <sqlite3.h>
 
+#include "bus.h"
 #include "store.h"
 
 
@@ -240,10 +241,23 @@ store_handle_cb(mb_actor *a, void *state, const mb_envelope *env)
 {
 	mb_store *st = state;
 	struct mbi_op *op = mbi_op_new(MBI_OP_JOURNAL);
+	const uint8_t *wire;
+	size_t len;
 
-	(void)a;
-	if (op == NULL || (op->s1 = strdup(env->topic)) == NULL ||
-	    mbi_op_blob(op, env) != MB_OK) {
+	if (op == NULL || (op->s1 = strdup(env->topic)) == NULL) {
+		mbi_op_free(op);
+		return MB_ENOMEM;
+	}
+	/* The bytes that came over the bus are the envelope's encoding. */
+	if ((wire = mbi_actor_wire(a, &len)) != NULL) {
+		if ((op->blob = malloc(len ? len : 1)) != NULL) {
+			memcpy(op->blob, wire, len);
+			op->bloblen = len;
+		}
+	} else {
+		(void)mbi_op_blob(op, env);
+	}
+	if (op->blob == NULL) {
 		mbi_op_free(op);
 		return MB_ENOMEM;
 	}
@@ -257,6 +271,17 @@ store_handle_cb(mb_actor *a, void *state, const mb_envelope *env)
 		pthread_mutex_unlock(&st->lock);
 	}
 	return MB_OK;
+}
+
+/* Journalling queues an op for the writer thread and never blocks, so it
+ * may run on a publisher's thread (inline_ok). */
+static bool
+store_inline_ok_cb(mb_actor *a, void *state, const mb_envelope *env)
+{
+	(void)a;
+	(void)state;
+	(void)env;
+	return true;
 }
 
 static int
@@ -280,6 +305,7 @@ static const struct mb_actor_ops store_ops = {
 	.topics = store_topics,
 	.init = store_init_cb,
 	.handle = store_handle_cb,
+	.inline_ok = store_inline_ok_cb,
 	.terminate = store_terminate_cb,
 };
 
@@ -309,6 +335,7 @@ mb_store_open(mb_bus *bus, const struct mb_store_opts *opts, mb_store **stp)
 		return MB_ENOMEM;
 	st->bus = bus;
 	st->delay_ms = opts->commit_delay_ms ? opts->commit_delay_ms : 2;
+	st->idle_ticks = MBI_STORE_LINGER_TICKS;
 	st->batch_max = opts->batch_max ? opts->batch_max : 512;
 	st->ok = 1;
 	st->refs = 1;

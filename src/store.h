@@ -34,6 +34,7 @@ enum mbi_op_kind {
 	MBI_OP_KV_PUT,      /* s1 key, blob value, i1 at_ms */
 	MBI_OP_KV_DEL,      /* s1 key */
 	MBI_OP_DELIVERED,   /* s1 note id, i1 at_ms, i2 1 if a redelivery */
+	MBI_OP_DELIVERED_ACK, /* both at once (ack "auto"): s1, i1, i2 */
 };
 
 struct mbi_op {
@@ -44,6 +45,10 @@ struct mbi_op {
 	size_t bloblen;
 	struct mbi_op *next;
 };
+
+/* The writer ticks every commit delay while writes keep coming, and
+ * sleeps once this many ticks in a row found none. */
+#define MBI_STORE_LINGER_TICKS 8
 
 /* Outbox states: what a waiting or handed message is. */
 #define MBI_OUT_WAITING 0   /* not yet handed to a consumer */
@@ -56,6 +61,17 @@ struct mbi_op {
  * delivering from memory). st may be NULL: the op is freed.
  */
 void mbi_store_submit(mb_store *st, struct mbi_op *op);
+
+/*
+ * mbi_store_wake_hold, mbi_store_wake_release - between the two, this
+ * thread's submits to one store are kept aside and the release queues them
+ * at once, in order, waking the writer then. The deliver actor writes as it
+ * goes and hands a message to the consumer in between: this queues its
+ * writes with one lock and keeps the writer's wake-up behind the
+ * consumer's. They nest; a handler must release before it returns.
+ */
+void mbi_store_wake_hold(void);
+void mbi_store_wake_release(void);
 
 /* mbi_op_new - a zeroed op of kind; NULL when out of memory. */
 struct mbi_op *mbi_op_new(enum mbi_op_kind kind);
@@ -118,6 +134,9 @@ enum store_stmt {
 	ST_KV_PUT,
 	ST_KV_DEL,
 	ST_DELIVERED,
+	ST_DELIVERED_ACK,
+	ST_BEGIN,
+	ST_COMMIT,
 	ST_COUNT
 };
 
@@ -141,6 +160,8 @@ struct mb_store {
 	struct mbi_op *batch;         /* taken by the writer, not committed */
 	uint64_t queued, committed;   /* op counts */
 	unsigned nqueued;
+	int sleeping;                 /* the writer waits to be woken */
+	unsigned idle_ticks;          /* its ticks without writes in a row */
 	int flush_now;
 	int checkpoint;
 	int closing;

@@ -43,6 +43,11 @@ static const char *const store_sql[ST_COUNT] = {
 	[ST_KV_DEL] = "DELETE FROM kv WHERE key = ?1",
 	[ST_DELIVERED] = "UPDATE inbox SET delivered_ms = ?2,"
 	                 " redeliveries = redeliveries + ?3 WHERE id = ?1",
+	[ST_DELIVERED_ACK] = "UPDATE inbox SET delivered_ms = ?2, acked_ms = ?2,"
+	                     " redeliveries = redeliveries + ?3 WHERE id = ?1",
+	/* Prepared like the rest: a commit is parsed once, not every time. */
+	[ST_BEGIN] = "BEGIN",
+	[ST_COMMIT] = "COMMIT",
 };
 
 
@@ -127,6 +132,8 @@ static const struct {
 	[MBI_OP_KV_PUT] = { { ST_KV_PUT }, { "aB1" } },
 	[MBI_OP_KV_DEL] = { { ST_KV_DEL }, { "a" } },
 	[MBI_OP_DELIVERED] = { { ST_DELIVERED }, { "a12" } },
+	[MBI_OP_DELIVERED_ACK] = { { ST_ACK_OUT, ST_DELIVERED_ACK },
+	                           { "a", "a12" } },
 };
 
 static int
@@ -180,12 +187,12 @@ store_apply(mb_store *st, const struct mbi_op *op)
 static void
 store_commit(mb_store *st, struct mbi_op *batch, int checkpoint)
 {
-	int rc = mbi_store_exec(st->wdb, "BEGIN");
+	int rc = stmt_run(st->stmt[ST_BEGIN]);
 
 	for (struct mbi_op *op = batch; op && rc == SQLITE_OK; op = op->next)
 		rc = store_apply(st, op);
 	if (rc == SQLITE_OK)
-		rc = mbi_store_exec(st->wdb, "COMMIT");
+		rc = stmt_run(st->stmt[ST_COMMIT]);
 	if (rc != SQLITE_OK) {
 		int xrc = sqlite3_extended_errcode(st->wdb);
 		char msg[256];
@@ -215,27 +222,59 @@ store_commit(mb_store *st, struct mbi_op *batch, int checkpoint)
 	}
 }
 
+/* store_wait_ms - wait on wake_cv for at most ms, with st->lock held. */
+static void
+store_wait_ms(mb_store *st, unsigned ms)
+{
+	uint64_t until = mbi_store_now_ns() + (uint64_t)ms * 1000000u;
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)(until / 1000000000u);
+	ts.tv_nsec = (long)(until % 1000000000u);
+	(void)pthread_cond_timedwait(&st->wake_cv, &st->lock, &ts);
+}
+
 void *
 mbi_store_writer(void *arg)
 {
 	mb_store *st = arg;
 
+	/* Named for debuggers and profilers (at most 15 characters). */
+	(void)pthread_setname_np(pthread_self(), "mobbus:store");
 	pthread_mutex_lock(&st->lock);
 	for (;;) {
 		struct mbi_op *batch;
 		uint64_t upto;
 		int checkpoint;
+		int ticked = 0;
 
-		while (st->head == NULL && !st->closing && !st->checkpoint)
-			pthread_cond_wait(&st->wake_cv, &st->lock);
+		/* Idle, the writer sleeps until a submit wakes it. While
+		 * writes keep coming it wakes itself every delay_ms instead,
+		 * so that they never have to: a wake-up sent from a bridge
+		 * call lands just when the consumer's own is under way, and
+		 * on two cores the two then compete. */
+		while (st->head == NULL && !st->closing && !st->checkpoint) {
+			if (st->idle_ticks >= MBI_STORE_LINGER_TICKS) {
+				st->sleeping = 1;
+				pthread_cond_wait(&st->wake_cv, &st->lock);
+				st->sleeping = 0;
+			} else {
+				store_wait_ms(st, st->delay_ms);
+				ticked = 1;
+				if (st->head == NULL)
+					st->idle_ticks++;
+			}
+		}
 		if (st->head == NULL && st->closing)
 			break;
-		/* Group commit: give more writes a moment to join. */
-		if (!st->flush_now && !st->closing && st->head != NULL) {
+		st->idle_ticks = 0;
+		/* Group commit: writes that woke the writer get a moment for
+		 * more to join; writes a tick found have had theirs. */
+		if (!ticked && !st->flush_now && !st->closing &&
+		    st->head != NULL) {
 			uint64_t until = mbi_store_now_ns() +
 			    (uint64_t)st->delay_ms * 1000000u;
 			struct timespec ts;
-			clock_gettime(CLOCK_MONOTONIC, &ts);
 			ts.tv_sec = (time_t)(until / 1000000000u);
 			ts.tv_nsec = (long)(until % 1000000000u);
 			while (!st->flush_now && !st->closing &&
@@ -273,6 +312,58 @@ mbi_store_writer(void *arg)
 	return NULL;
 }
 
+/* What this thread holds back (mbi_store_wake_hold): how deep, and its
+ * ops for one store (another store's go straight to it). */
+static _Thread_local unsigned tl_hold;
+static _Thread_local mb_store *tl_store;
+static _Thread_local struct mbi_op *tl_head, *tl_tail;
+static _Thread_local uint64_t tl_n;
+
+/* queue_ops - append head..tail (n ops) to st's queue and wake the writer
+ * when they are its first or fill a batch. */
+static void
+queue_ops(mb_store *st, struct mbi_op *head, struct mbi_op *tail, uint64_t n)
+{
+	pthread_mutex_lock(&st->lock);
+	if (st->closed) { /* an actor still running after mb_store_close */
+		pthread_mutex_unlock(&st->lock);
+		while (head != NULL) {
+			struct mbi_op *next = head->next;
+			mbi_op_free(head);
+			head = next;
+		}
+		return;
+	}
+	if (st->tail)
+		st->tail->next = head;
+	else
+		st->head = head;
+	st->tail = tail;
+	st->queued += n;
+	st->nqueued += n;
+	if ((st->nqueued == n && st->sleeping) ||
+	    st->nqueued >= st->batch_max)
+		pthread_cond_signal(&st->wake_cv);
+	pthread_mutex_unlock(&st->lock);
+}
+
+void
+mbi_store_wake_hold(void)
+{
+	tl_hold++;
+}
+
+void
+mbi_store_wake_release(void)
+{
+	if (--tl_hold > 0 || tl_store == NULL)
+		return;
+	queue_ops(tl_store, tl_head, tl_tail, tl_n);
+	tl_store = NULL;
+	tl_head = tl_tail = NULL;
+	tl_n = 0;
+}
+
 void
 mbi_store_submit(mb_store *st, struct mbi_op *op)
 {
@@ -283,21 +374,17 @@ mbi_store_submit(mb_store *st, struct mbi_op *op)
 		return;
 	}
 	op->next = NULL;
-	pthread_mutex_lock(&st->lock);
-	if (st->closed) { /* an actor still running after mb_store_close */
-		pthread_mutex_unlock(&st->lock);
-		mbi_op_free(op);
+	if (tl_hold > 0 && (tl_store == NULL || tl_store == st)) {
+		if (tl_tail != NULL)
+			tl_tail->next = op;
+		else
+			tl_head = op;
+		tl_tail = op;
+		tl_store = st;
+		tl_n++;
 		return;
 	}
-	if (st->tail)
-		st->tail->next = op;
-	else
-		st->head = op;
-	st->tail = op;
-	st->queued++;
-	if (++st->nqueued == 1 || st->nqueued >= st->batch_max)
-		pthread_cond_signal(&st->wake_cv);
-	pthread_mutex_unlock(&st->lock);
+	queue_ops(st, op, op, 1);
 }
 
 /* Wait for the commit covering everything queued now. */

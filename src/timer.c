@@ -32,6 +32,7 @@ timer_main(void *arg)
 {
 	struct mbi_timer *t = arg;
 
+	(void)pthread_setname_np(pthread_self(), "mobbus:timer");
 	pthread_mutex_lock(&t->t_mtx);
 	while (!t->t_closing) {
 		int64_t now = mb_bus_now_ms(t->t_bus);

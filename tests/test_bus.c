@@ -3,11 +3,14 @@
  * gaps, drain, supervision and malformed input. */
 #include <check.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bus.h"
 #include "mobbus.h"
@@ -46,6 +49,9 @@ struct rec {
 	int errors;            /* mb_publish failures inside handle() */
 	int inits;
 	int terms;
+	int inline_mode;     /* 0: no inline_ok; 1: takes all; 2: refuses */
+	uint64_t on_caller;  /* handled on a thread inside mb_publish */
+	const mb_envelope *last_env; /* what the last handle() was given */
 	struct seen *seen;
 	size_t nseen;
 	size_t cap;
@@ -87,6 +93,31 @@ rec_terminate_cb(mb_actor *a, void *state)
 	pthread_mutex_unlock(&r->mtx);
 }
 
+/* Set on a test thread while it is inside mb_publish: a handler that sees
+ * it runs inline, on the publisher's thread. */
+static _Thread_local bool tl_publishing;
+
+static int
+publish_here(mb_pub *pub, const char *topic, mb_envelope *env)
+{
+	int rv;
+
+	tl_publishing = true;
+	rv = mb_publish(pub, topic, env);
+	tl_publishing = false;
+	return (rv);
+}
+
+static bool
+rec_inline_ok_cb(mb_actor *a, void *state, const mb_envelope *env)
+{
+	struct rec *r = state;
+
+	(void)a;
+	(void)env;
+	return (r->inline_mode == 1);
+}
+
 static int
 rec_handle_cb(mb_actor *a, void *state, const mb_envelope *env)
 {
@@ -95,6 +126,10 @@ rec_handle_cb(mb_actor *a, void *state, const mb_envelope *env)
 	bool fail;
 
 	pthread_mutex_lock(&r->mtx);
+	if (tl_publishing) {
+		r->on_caller++;
+	}
+	r->last_env = env;
 	if (r->stall && !r->released) {
 		r->entered++;
 		pthread_cond_broadcast(&r->cv);
@@ -159,6 +194,7 @@ rec_start(mb_bus *bus, struct rec *r, struct mb_actor_ops *ops)
 	ops->topics = r->topics;
 	ops->max_restarts = r->max_restarts;
 	ops->restart_window_ms = 60000;
+	ops->inline_ok = r->inline_mode != 0 ? rec_inline_ok_cb : NULL;
 	NUTS_PASS(mb_actor_start(bus, ops, r, &r->actor));
 }
 
@@ -526,17 +562,17 @@ START_TEST(test_never_blocks)
 END_TEST
 
 /*
- * A pipe's queue is shared by all streams: traffic the actor does not even
- * subscribe to pushes the tail of a stream out, and no later envelope on
- * that stream shows the hole. Drain must still return, the tail reported
- * lost, also for a publisher freed meanwhile.
+ * A pipe's queue is shared by all streams: traffic for another actor, which
+ * this one does not even subscribe to, pushes the tail of a stream out, and
+ * no later envelope on that stream shows the hole. Drain must still return,
+ * the tail reported lost, also for a publisher freed meanwhile.
  */
 START_TEST(test_tail_loss)
 {
 	mb_bus *bus;
 	mb_pub *p, *q;
-	struct rec x, w;
-	struct mb_actor_ops xo, wo;
+	struct rec x, w, z;
+	struct mb_actor_ops xo, wo, zo;
 	struct mb_bus_stats st;
 	uint32_t pid;
 	uint64_t missed = 0;
@@ -546,8 +582,11 @@ START_TEST(test_tail_loss)
 	x.stall = true;
 	x.keep = false;
 	rec_init(&w, "bus/", NULL);
+	rec_init(&z, "z/", NULL);
+	z.keep = false;
 	rec_start(bus, &x, &xo);
 	rec_start(bus, &w, &wo);
+	rec_start(bus, &z, &zo);
 	NUTS_PASS(mb_pub_alloc(bus, &p));
 	NUTS_PASS(mb_pub_alloc(bus, &q));
 	pid = mb_pub_id(p);
@@ -556,7 +595,7 @@ START_TEST(test_tail_loss)
 	rec_wait_entered(&x);
 	publish_n(p, "a/x", 5);
 	mb_pub_free(p);
-	publish_n(q, "z/x", 9000); /* not for x, but queued to its pipe */
+	publish_n(q, "z/x", 9000); /* for z, and queued to x's pipe too */
 	rec_release(&x);
 	NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
 
@@ -575,12 +614,15 @@ START_TEST(test_tail_loss)
 	mb_bus_close(bus);
 	rec_fini(&x);
 	rec_fini(&w);
+	rec_fini(&z);
 }
 END_TEST
 
 struct pub_thread {
 	mb_pub *pub;
+	const char *topic;
 	int n;
+	int pause_every; /* sleep 100 us after this many; 0: never */
 	int failed;
 };
 
@@ -592,8 +634,11 @@ pub_thread_main(void *arg)
 	for (int i = 0; i < pt->n; i++) {
 		mb_envelope env = MOBBUS__ENVELOPE__INIT;
 
-		if (mb_publish(pt->pub, "m/x", &env) != MB_OK) {
+		if (publish_here(pt->pub, pt->topic, &env) != MB_OK) {
 			pt->failed++;
+		}
+		if (pt->pause_every > 0 && i % pt->pause_every == 0) {
+			usleep(100);
 		}
 	}
 	return (NULL);
@@ -615,7 +660,8 @@ START_TEST(test_concurrent_publish)
 	rec_start(bus, &r, &ops);
 	NUTS_PASS(mb_pub_alloc(bus, &pub));
 	for (int i = 0; i < 4; i++) {
-		pt[i] = (struct pub_thread){.pub = pub, .n = 1500};
+		pt[i] = (struct pub_thread){.pub = pub, .topic = "m/x",
+		                            .n = 1500};
 		ck_assert_int_eq(
 		    pthread_create(&thr[i], NULL, pub_thread_main, &pt[i]), 0);
 	}
@@ -1098,6 +1144,272 @@ START_TEST(test_budget_real_time)
 }
 END_TEST
 
+/* ---- inline runs (bus.h) ------------------------------------------------ */
+
+/* seen[] holds, per publisher, seqs 1..n in order and nothing else. */
+static void
+assert_streams(const struct rec *r, uint32_t pub, uint64_t n)
+{
+	uint64_t next = 1;
+
+	for (size_t i = 0; i < r->nseen; i++) {
+		if (r->seen[i].pub == pub) {
+			ck_assert_uint_eq(r->seen[i].seq, next);
+			next++;
+		}
+	}
+	ck_assert_uint_eq(next - 1, n);
+}
+
+/* An idle actor that takes envelopes inline runs on the publisher's thread,
+ * and with nobody else subscribed nothing goes through nng at all. */
+START_TEST(test_inline_idle)
+{
+	mb_bus *bus;
+	mb_pub *pub;
+	struct rec x;
+	struct mb_actor_ops xo;
+	struct mb_bus_stats st;
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	rec_init(&x, "a/", NULL);
+	x.inline_mode = 1;
+	rec_start(bus, &x, &xo);
+	NUTS_PASS(mb_pub_alloc(bus, &pub));
+	for (int i = 0; i < 1000; i++) {
+		mb_envelope env = MOBBUS__ENVELOPE__INIT;
+		NUTS_PASS(publish_here(pub, "a/x", &env));
+		/* Handled before mb_publish returned. */
+		ck_assert_uint_eq(x.handled, (uint64_t)i + 1);
+	}
+	ck_assert_uint_eq(x.on_caller, 1000);
+	assert_streams(&x, mb_pub_id(pub), 1000);
+	mb_bus_stats(bus, &st);
+	ck_assert_uint_eq(st.inflight, 0);
+	ck_assert_uint_eq(st.handled, 1000);
+	ck_assert_uint_eq(st.gaps, 0);
+	NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
+	mb_bus_close(bus);
+	rec_fini(&x);
+}
+END_TEST
+
+/* Next to an actor that waits for its mailbox, the message still goes out;
+ * the inline actor drops its own copy and handles each envelope once. */
+START_TEST(test_inline_mixed)
+{
+	mb_bus *bus;
+	mb_pub *pub;
+	struct rec x, y;
+	struct mb_actor_ops xo, yo;
+	struct mb_bus_stats st;
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	rec_init(&x, "a/", NULL);
+	rec_init(&y, "a/", NULL);
+	x.inline_mode = 1;
+	rec_start(bus, &x, &xo);
+	rec_start(bus, &y, &yo);
+	NUTS_PASS(mb_pub_alloc(bus, &pub));
+	for (int i = 0; i < 2000; i++) {
+		mb_envelope env = MOBBUS__ENVELOPE__INIT;
+		NUTS_PASS(publish_here(pub, "a/x", &env));
+	}
+	NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
+	assert_streams(&x, mb_pub_id(pub), 2000);
+	assert_streams(&y, mb_pub_id(pub), 2000);
+	/* The first one found x idle; later ones may find it busy dropping
+	 * a copy, and then wait in its mailbox. */
+	ck_assert_uint_ge(x.on_caller, 1);
+	ck_assert_uint_eq(y.on_caller, 0);
+	mb_bus_stats(bus, &st);
+	ck_assert_uint_eq(st.handled, 4000);
+	ck_assert_uint_eq(st.gaps, 0);
+	printf("bus: inline_mixed: %" PRIu64 " of 2000 inline\n", x.on_caller);
+	mb_bus_close(bus);
+	rec_fini(&x);
+	rec_fini(&y);
+}
+END_TEST
+
+/* inline_ok saying no, and a bus opened with no_inline: the mailbox. */
+START_TEST(test_inline_refused)
+{
+	struct mb_bus_opts bo = {.size = sizeof(bo), .no_inline = 1};
+
+	for (int pass = 0; pass < 2; pass++) {
+		mb_bus *bus;
+		mb_pub *pub;
+		struct rec x;
+		struct mb_actor_ops xo;
+
+		NUTS_PASS(mb_bus_open(&bus, pass == 0 ? NULL : &bo));
+		rec_init(&x, "a/", NULL);
+		x.inline_mode = pass == 0 ? 2 : 1;
+		rec_start(bus, &x, &xo);
+		NUTS_PASS(mb_pub_alloc(bus, &pub));
+		for (int i = 0; i < 500; i++) {
+			mb_envelope env = MOBBUS__ENVELOPE__INIT;
+			NUTS_PASS(publish_here(pub, "a/x", &env));
+		}
+		NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
+		ck_assert_uint_eq(x.on_caller, 0);
+		assert_streams(&x, mb_pub_id(pub), 500);
+		mb_bus_close(bus);
+		rec_fini(&x);
+	}
+}
+END_TEST
+
+/* Two threads publish to an inline actor whose handler publishes to another
+ * inline actor: runs nest, claims race with the mailbox (the pauses let the
+ * actors go idle again, so both ways keep taking turns), and still every
+ * stream arrives whole and in order, and drain is exact. */
+START_TEST(test_inline_concurrent)
+{
+	mb_bus *bus;
+	mb_pub *pub[2];
+	struct rec x, z;
+	struct mb_actor_ops xo, zo;
+	struct mb_bus_stats st;
+	pthread_t thr[2];
+	struct pub_thread pt[2];
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	rec_init(&x, "a/", NULL);
+	rec_init(&z, "b/", NULL);
+	x.inline_mode = 1;
+	z.inline_mode = 1;
+	x.republish = "b/x";
+	rec_start(bus, &x, &xo);
+	rec_start(bus, &z, &zo);
+	for (int i = 0; i < 2; i++) {
+		NUTS_PASS(mb_pub_alloc(bus, &pub[i]));
+		pt[i] = (struct pub_thread){.pub = pub[i], .topic = "a/x",
+		                            .n = 3000, .pause_every = 20};
+		ck_assert_int_eq(
+		    pthread_create(&thr[i], NULL, pub_thread_main, &pt[i]), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		pthread_join(thr[i], NULL);
+		ck_assert_int_eq(pt[i].failed, 0);
+	}
+	NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
+	assert_streams(&x, mb_pub_id(pub[0]), 3000);
+	assert_streams(&x, mb_pub_id(pub[1]), 3000);
+	assert_streams(&z, mb_pub_id(mb_actor_pub(x.actor)), 6000);
+	ck_assert_int_eq(x.errors, 0);
+	mb_bus_stats(bus, &st);
+	ck_assert_uint_eq(st.handled, 12000);
+	ck_assert_uint_eq(st.gaps, 0);
+	ck_assert_uint_eq(st.inflight, 0);
+	printf("bus: inline_concurrent: %" PRIu64 " of 6000 and %" PRIu64
+	       " of 6000 inline\n", x.on_caller, z.on_caller);
+	mb_bus_close(bus);
+	rec_fini(&x);
+	rec_fini(&z);
+}
+END_TEST
+
+/* A publisher's own envelope is handed to an inline handler as it is when
+ * it reads like a decoded one; one with a NULL string is encoded and
+ * decoded first, so a handler never sees NULL where decoding gives "". */
+START_TEST(test_inline_direct)
+{
+	Mobbus__BusError be = MOBBUS__BUS_ERROR__INIT;
+	mb_envelope env = MOBBUS__ENVELOPE__INIT;
+	mb_bus *bus;
+	mb_pub *pub;
+	struct rec x;
+	struct mb_actor_ops xo;
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	rec_init(&x, "a/", NULL);
+	x.inline_mode = 1;
+	rec_start(bus, &x, &xo);
+	NUTS_PASS(mb_pub_alloc(bus, &pub));
+	be.code = "c";
+	be.message = "m";
+	env.body_case = MOBBUS__ENVELOPE__BODY_ERROR;
+	env.error = &be;
+	for (int i = 0; i < 3; i++) {
+		NUTS_PASS(publish_here(pub, "a/x", &env));
+	}
+	ck_assert_uint_eq(x.on_caller, 3);
+	/* The first one taught the publisher that a/x runs inline only. */
+	ck_assert_ptr_eq(x.last_env, &env);
+	ck_assert_str_eq(x.seen[2].code, "c");
+
+	be.code = NULL; /* encodes as "" */
+	NUTS_PASS(publish_here(pub, "a/x", &env));
+	ck_assert_uint_eq(x.on_caller, 4);
+	ck_assert_ptr_ne(x.last_env, &env);
+	ck_assert_str_eq(x.seen[3].code, "");
+	assert_streams(&x, mb_pub_id(pub), 4);
+	NUTS_PASS(mb_bus_drain(bus, WAIT_MS));
+	mb_bus_close(bus);
+	rec_fini(&x);
+}
+END_TEST
+
+struct stopper {
+	mb_actor *a;
+	atomic_bool done;
+};
+
+static void *
+stopper_main(void *arg)
+{
+	struct stopper *s = arg;
+
+	mb_actor_stop(s->a);
+	atomic_store(&s->done, true);
+	return (NULL);
+}
+
+static void *
+publish_one_main(void *arg)
+{
+	mb_envelope env = MOBBUS__ENVELOPE__INIT;
+
+	(void)publish_here(arg, "a/x", &env);
+	return (NULL);
+}
+
+/* mb_actor_stop waits for a handler running on a publisher's thread. */
+START_TEST(test_inline_stop_waits)
+{
+	mb_bus *bus;
+	mb_pub *pub;
+	struct rec x;
+	struct mb_actor_ops xo;
+	struct stopper s;
+	pthread_t pt, st;
+
+	NUTS_PASS(mb_bus_open(&bus, NULL));
+	rec_init(&x, "a/", NULL);
+	x.inline_mode = 1;
+	x.stall = true;
+	rec_start(bus, &x, &xo);
+	NUTS_PASS(mb_pub_alloc(bus, &pub));
+	ck_assert_int_eq(pthread_create(&pt, NULL, publish_one_main, pub), 0);
+	rec_wait_entered(&x);
+	s.a = x.actor;
+	atomic_init(&s.done, false);
+	ck_assert_int_eq(pthread_create(&st, NULL, stopper_main, &s), 0);
+	usleep(100 * 1000);
+	ck_assert(!atomic_load(&s.done));
+	rec_release(&x);
+	pthread_join(st, NULL);
+	pthread_join(pt, NULL);
+	ck_assert(atomic_load(&s.done));
+	ck_assert_uint_eq(x.on_caller, 1);
+	ck_assert_int_eq(x.terms, 1);
+	mb_bus_close(bus);
+	rec_fini(&x);
+}
+END_TEST
+
 NUTS_MAIN("bus",
 	{"roundtrip", test_roundtrip, 30},
 	{"prefix_once", test_prefix_once, 30},
@@ -1119,4 +1431,10 @@ NUTS_MAIN("bus",
 	{"batch", test_batch, 30},
 	{"batch_truncated", test_batch_truncated, 30},
 	{"wake_at", test_wake_at, 30},
-	{"budget_real_time", test_budget_real_time, 30})
+	{"budget_real_time", test_budget_real_time, 30},
+	{"inline_idle", test_inline_idle, 30},
+	{"inline_mixed", test_inline_mixed, 60},
+	{"inline_refused", test_inline_refused, 30},
+	{"inline_concurrent", test_inline_concurrent, 120},
+	{"inline_direct", test_inline_direct, 30},
+	{"inline_stop_waits", test_inline_stop_waits, 30})
