@@ -117,8 +117,19 @@ beam_run(size_t samples, size_t warmup, uint64_t seed, const char *db,
 		    json_string_value(json_object_get(js, "otp_release")) ?
 		        json_string_value(json_object_get(js, "otp_release")) :
 		        "?");
+		json_t *bus = json_object_get(js, "bus");
+		double calls = json_number_value(json_object_get(bus, "calls"));
 		r->schedulers =
 		    (int)json_integer_value(json_object_get(js, "schedulers"));
+		r->calls = calls;
+		if (calls > 0) {
+			r->inline_per_call = json_number_value(
+			    json_object_get(bus, "inline_runs")) / calls;
+			r->sent_per_call = (json_number_value(
+			    json_object_get(bus, "published")) -
+			    json_number_value(json_object_get(bus, "unsent"))) /
+			    calls;
+		}
 		if (beam_case(cs, "mobbus", &r->bus) == 0 &&
 		    beam_case(cs, "consumer", &r->alone) == 0 &&
 		    beam_case(cs, "enif_send", &r->send) == 0)

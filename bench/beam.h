@@ -13,6 +13,8 @@ struct beam_result {
 	struct lat alone;      /* the BEAM consumer alone, no bus */
 	struct lat send;       /* direct enif_send */
 	char otp[16];          /* OTP release */
+	/* What the bus did over the mobbus bridge calls (mb_bus_stats). */
+	double calls, inline_per_call, sent_per_call;
 	int schedulers;
 	char why[256];         /* skipped or failed: the reason */
 };

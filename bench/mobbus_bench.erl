@@ -36,13 +36,14 @@ run(N, W, Seed, Db) ->
     Rx = spawn(fun loop/0),
     ok = mobbus:subscribe(Rx, notification),
     ok = mobbus:sync(),
-    {ok, Kinds} = mobbus_nif:bench_run(Rx, N, W, Seed),
+    {ok, Kinds, Bus} = mobbus_nif:bench_run(Rx, N, W, Seed),
     Rx ! stop,
     ok = mobbus:stop(),
     rm_db(Db),
     mobbus:json_encode(
       #{otp_release => list_to_binary(erlang:system_info(otp_release)),
         schedulers => erlang:system_info(schedulers_online),
+        bus => Bus,
         cases => [#{mode => K, same_cpu => Same,
                     ns => [X || <<X:64/native>> <= Bin]}
                   || {K, {Same, Bin}} <- maps:to_list(Kinds)]}).

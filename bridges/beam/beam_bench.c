@@ -35,6 +35,7 @@
  * Nothing here runs unless the benchmark calls it.
  */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "beam_nif.h"
@@ -54,6 +55,10 @@ struct bench_run {
 	size_t samples, warmup;
 	uint64_t n; /* notification ids */
 	int failed; /* a publish or send that did not go */
+	mb_bus *bus;
+	/* Over the mobbus blocks: bridge calls, and what the bus did for
+	 * them (mb_bus_stats deltas). */
+	uint64_t calls, published, unsent, inline_runs;
 	struct probe p;
 	struct lat lat[BENCH_KINDS];
 };
@@ -123,10 +128,20 @@ bench_main(void *arg)
 		               ? r->samples - done
 		               : MBB_BENCH_BLOCK;
 		for (int k = 0; k < BENCH_KINDS; k++) {
+			struct mb_bus_stats a, b;
+			uint64_t n0 = r->n;
 			sleep_us(MBB_BENCH_PAUSE_US);
 			r->p.lat = &r->lat[k];
+			mb_bus_stats(r->bus, &a);
 			drive(&r->p, done == 0 ? r->warmup : MBB_BENCH_REWARM,
 			      n, fire[k], r);
+			if (k != BENCH_MOBBUS)
+				continue;
+			mb_bus_stats(r->bus, &b);
+			r->calls += r->n - n0;
+			r->published += b.published - a.published;
+			r->unsent += b.unsent - a.unsent;
+			r->inline_runs += b.inline_runs - a.inline_runs;
 		}
 	}
 	return NULL;
@@ -147,11 +162,14 @@ bench_result(ErlNifEnv *env, const struct lat *l)
 
 /*
  * bench_run(Pid, Samples, Warmup, Seed) ->
- *     {ok, #{mobbus | consumer | enif_send => {SameCpu, Nanoseconds}}}
+ *     {ok, #{mobbus | consumer | enif_send => {SameCpu, Nanoseconds}},
+ *          #{calls, published, unsent, inline_runs => integer()}}
  *   | {error, Reason}
  * Nanoseconds: a binary of Samples native-endian 64-bit latencies; SameCpu:
- * how many ran on the producer's CPU. Needs a started bus with Pid
- * subscribed to notifications. Dirty I/O: it waits for the thread.
+ * how many ran on the producer's CPU. The second map is what the bus did
+ * in the mobbus blocks (mb_bus_stats deltas over that many bridge calls).
+ * Needs a started bus with Pid subscribed to notifications. Dirty I/O: it
+ * waits for the thread.
  */
 ERL_NIF_TERM
 mbb_bench_run_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
@@ -181,6 +199,7 @@ mbb_bench_run_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		return mbb_error_atom(env, mbb_atom.busy);
 	}
 	r.consumer = b->consumer;
+	r.bus = b->bus;
 	for (int k = 0; k < BENCH_KINDS; k++)
 		if (lat_init(&r.lat[k], "beam", r.samples) != 0)
 			rv = MB_ENOMEM;
@@ -191,8 +210,12 @@ mbb_bench_run_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	if (rv == MB_OK &&
 	    enif_thread_create("mobbus_bench", &tid, bench_main, &r, NULL) != 0)
 		rv = MB_ENOMEM;
-	else if (rv == MB_OK)
+	else if (rv == MB_OK) {
+		struct mb_bus_stats st;
 		enif_thread_join(tid, NULL);
+		mb_bus_stats(b->bus, &st);
+		fprintf(stderr, "DEBUG published %lu inline %lu unsent %lu\n", (unsigned long)st.published, (unsigned long)st.inline_runs, (unsigned long)st.unsent);
+	}
 	atomic_store(&bench_cur, NULL);
 	if (rv == MB_OK && r.failed) {
 		res = mbb_error_atom(env, mbb_atom.failed);
@@ -204,9 +227,20 @@ mbb_bench_run_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		keys[BENCH_SEND] = mbb_atom.enif_send;
 		for (int k = 0; k < BENCH_KINDS; k++)
 			vals[k] = bench_result(env, &r.lat[k]);
+		ERL_NIF_TERM bkeys[] = {
+		    enif_make_atom(env, "calls"),
+		    enif_make_atom(env, "published"),
+		    enif_make_atom(env, "unsent"),
+		    enif_make_atom(env, "inline_runs")};
+		ERL_NIF_TERM bvals[] = {enif_make_uint64(env, r.calls),
+		    enif_make_uint64(env, r.published),
+		    enif_make_uint64(env, r.unsent),
+		    enif_make_uint64(env, r.inline_runs)};
+		ERL_NIF_TERM bus;
 		res = enif_make_map_from_arrays(env, keys, vals, BENCH_KINDS,
-		                                &map)
-		          ? enif_make_tuple2(env, mbb_atom.ok, map)
+		                                &map) &&
+		              enif_make_map_from_arrays(env, bkeys, bvals, 4, &bus)
+		          ? enif_make_tuple3(env, mbb_atom.ok, map, bus)
 		          : mbb_error(env, MB_ENOMEM);
 	}
 	mb_pub_free(r.pub);

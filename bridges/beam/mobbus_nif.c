@@ -310,6 +310,9 @@ bus_open(struct mbb_bus *b, const struct start_opts *o)
 	         &b->consumer, o->delivery_info ? MBB_F_DELIVERY_INFO : 0)) !=
 	        MB_OK)
 		return rv;
+	/* Erlang's own publishes run on schedulers: the actors take them on
+	 * their own threads, not on a scheduler between two reductions. */
+	mb_pub_inline(b->pub, false);
 	if (o->db != NULL &&
 	    (rv = mb_store_open(b->bus, &sopts, &b->store)) != MB_OK)
 		return rv;
@@ -318,8 +321,11 @@ bus_open(struct mbb_bus *b, const struct start_opts *o)
 	dopts.store = b->store;
 	dopts.consumer = &mbb_consumer_sink_ops;
 	dopts.consumer_arg = b->consumer;
-	if ((rv = mb_deliver_start(b->bus, &dopts, &b->deliver)) != MB_OK ||
-	    (rv = mb_policy_start(b->bus, &popts, &b->policy)) != MB_OK ||
+	dopts.consumer_inline = 1; /* it hands off when it must (beam_consumer.c) */
+	/* Policy before deliver: an actor started later runs first when a
+	 * bridge call runs them inline, and the consumer should not wait. */
+	if ((rv = mb_policy_start(b->bus, &popts, &b->policy)) != MB_OK ||
+	    (rv = mb_deliver_start(b->bus, &dopts, &b->deliver)) != MB_OK ||
 	    (rv = mb_conn_start(b->bus, NULL, &b->conn)) != MB_OK)
 		return rv;
 	return MB_OK;

@@ -511,6 +511,40 @@ delivery_paths_test_() ->
     ?assert(D1 - D0 =< 210 - 30)  % never the 30 big ones
              end).
 
+%% A bridge call from a native thread (the benchmark's own, as a platform
+%% bridge's would be) finds the actors idle and runs them on that thread:
+%% no bus message at all, and the consumer sends from there itself. Every
+%% notification arrives, in order.
+native_thread_inline_test_() ->
+    ?WITH_BUS(#{},
+             fun(_) ->
+    Self = self(),
+    Rx = spawn_link(fun() -> bench_rx(Self, 0) end),
+    ok = mobbus:subscribe(Rx, notification),
+    ok = mobbus:sync(),
+    {ok, Kinds, Bus} = mobbus_nif:bench_run(Rx, 200, 20, 7),
+    Rx ! {stop, Self},
+    Got = receive {rx_count, N} -> N after 10000 -> timeout end,
+    #{calls := Calls, published := Pub, unsent := Unsent,
+      inline_runs := Inline} = Bus,
+    {_, Ns} = maps:get(mobbus, Kinds),
+    ?assertEqual(200 * 8, byte_size(Ns)),
+    ?assertEqual(220, Calls),                  % samples and warm-up
+    ?assertEqual(0, Pub - Unsent),             % nothing went through nng
+    ?assertEqual(3 * Calls, Inline),           % deliver, policy, store
+    %% bench_run's other two kinds send the same notification: 3 x 220.
+    ?assertEqual(3 * 220, Got)
+             end).
+
+bench_rx(Parent, N) ->
+    receive
+        {notification, _} ->
+            ok = mobbus_nif:bench_handled(),
+            bench_rx(Parent, N + 1);
+        {stop, Parent} ->
+            Parent ! {rx_count, N}
+    end.
+
 %% mobbus replay --beam prints the same transcript as the C sink (as JSON
 %% values: an Erlang map does not keep the payload's key order).
 
