@@ -313,11 +313,19 @@ mbi_store_writer(void *arg)
 }
 
 /* What this thread holds back (mbi_store_wake_hold): how deep, and its
- * ops for one store (another store's go straight to it). */
-static _Thread_local unsigned tl_hold;
-static _Thread_local mb_store *tl_store;
-static _Thread_local struct mbi_op *tl_head, *tl_tail;
-static _Thread_local uint64_t tl_n;
+ * ops for one store (another store's go straight to it).
+ *
+ * Initial-exec TLS: the library is often dlopen()ed (the BEAM loads it
+ * inside the NIF), where the default model reaches these through
+ * __tls_get_addr and a lazily allocated block on each thread's first use;
+ * 40 bytes of the static TLS reserve spare that on every submit, and the
+ * leak checker's walk of dynamic TLS blocks (which crashes under ASan in
+ * a dlopen()ed NIF) never sees them. */
+#define MBI_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+static MBI_TLS unsigned tl_hold;
+static MBI_TLS mb_store *tl_store;
+static MBI_TLS struct mbi_op *tl_head, *tl_tail;
+static MBI_TLS uint64_t tl_n;
 
 /* queue_ops - append head..tail (n ops) to st's queue and wake the writer
  * when they are its first or fill a batch. */
