@@ -35,7 +35,6 @@
  * Nothing here runs unless the benchmark calls it.
  */
 #include <stdatomic.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "beam_nif.h"
@@ -210,12 +209,8 @@ mbb_bench_run_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	if (rv == MB_OK &&
 	    enif_thread_create("mobbus_bench", &tid, bench_main, &r, NULL) != 0)
 		rv = MB_ENOMEM;
-	else if (rv == MB_OK) {
-		struct mb_bus_stats st;
+	else if (rv == MB_OK)
 		enif_thread_join(tid, NULL);
-		mb_bus_stats(b->bus, &st);
-		fprintf(stderr, "DEBUG published %lu inline %lu unsent %lu\n", (unsigned long)st.published, (unsigned long)st.inline_runs, (unsigned long)st.unsent);
-	}
 	atomic_store(&bench_cur, NULL);
 	if (rv == MB_OK && r.failed) {
 		res = mbb_error_atom(env, mbb_atom.failed);

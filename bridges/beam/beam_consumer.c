@@ -4,9 +4,12 @@
  * thread.
  *
  * DESIGN
- * The receive callback runs on the deliver actor's thread: an nng callback
- * thread, which no scheduler is, and which runs one callback of that actor
- * at a time. So for a small envelope with nothing queued before it, the
+ * The receive callback runs where the deliver actor's handler runs: on an
+ * nng callback thread, or, when the actor was idle, on the native thread
+ * of the bridge call that published (bus.h, INLINE RUNS). Neither is a
+ * scheduler, and either runs one callback of that actor at a time (the
+ * NIF's own publisher, called from schedulers, never runs actors inline).
+ * So for a small envelope with nothing queued before it, the
  * callback itself builds the message in the consumer's env and
  * enif_send()s it to every subscriber that asked for its kind: one wake-up
  * (the receiving process's) between the bus and the app, not two.
