@@ -379,6 +379,15 @@ actor_leave(mb_actor *a)
 }
 
 bool
+mb_inline_always(mb_actor *a, void *state, const mb_envelope *env)
+{
+	(void)a;
+	(void)state;
+	(void)env;
+	return (true);
+}
+
+bool
 mbi_sub_inline_ok(struct mbi_sub *s, const mb_envelope *env)
 {
 	mb_actor *a = s->s_actor;

@@ -203,14 +203,19 @@ struct mb_actor_ops {
 	 * thread: one thread hop less from a bridge call to the handler.
 	 * mb_publish asks this first, with the actor claimed (so state may be
 	 * read, not written; it must not call into the bus) and env decoded;
-	 * true lets the handler run there. Only for handlers that never block (no SQLite reads, no
-	 * network, no waiting on another actor), as they then run on the
-	 * bridge's thread (ARCHITECTURE rule 1). Order is kept: while the
-	 * actor is claimed its mailbox waits, and the mailbox's own copy of
-	 * the envelope is dropped by its sequence number.
+	 * true lets the handler run there. Only for handlers that never
+	 * block (no SQLite reads, no network, no waiting on another actor),
+	 * as they then run on the bridge's thread (ARCHITECTURE rule 1).
+	 * Order is kept: while the actor is claimed its mailbox waits, and
+	 * the mailbox's own copy of the envelope is dropped by its sequence
+	 * number. mb_inline_always serves a handler that never blocks on any
+	 * envelope.
 	 */
 	bool (*inline_ok)(mb_actor *a, void *state, const mb_envelope *env);
 };
+
+/* mb_inline_always - an inline_ok that takes every envelope. */
+bool mb_inline_always(mb_actor *a, void *state, const mb_envelope *env);
 
 /*
  * mb_actor_start - create the actor's mailbox, run init, and start receiving.

@@ -181,17 +181,6 @@ policy_handle_cb(mb_actor *a, void *state, const mb_envelope *env)
 	}
 }
 
-/* The rules are arithmetic on a few fields and publish effects: they never
- * block, so they may run on a publisher's thread (inline_ok). */
-static bool
-policy_inline_ok_cb(mb_actor *a, void *state, const mb_envelope *env)
-{
-	(void)a;
-	(void)state;
-	(void)env;
-	return true;
-}
-
 static int
 policy_init_cb(mb_actor *a, void *arg, void **statep)
 {
@@ -224,7 +213,9 @@ static const struct mb_actor_ops policy_ops = {
 	.topics = policy_topics,
 	.init = policy_init_cb,
 	.handle = policy_handle_cb,
-	.inline_ok = policy_inline_ok_cb,
+	/* The rules are arithmetic on a few fields and publish effects:
+	 * they never block, so they may run on a publisher's thread. */
+	.inline_ok = mb_inline_always,
 	.terminate = policy_terminate_cb,
 	.release = policy_release_cb,
 };

@@ -273,17 +273,6 @@ store_handle_cb(mb_actor *a, void *state, const mb_envelope *env)
 	return MB_OK;
 }
 
-/* Journalling queues an op for the writer thread and never blocks, so it
- * may run on a publisher's thread (inline_ok). */
-static bool
-store_inline_ok_cb(mb_actor *a, void *state, const mb_envelope *env)
-{
-	(void)a;
-	(void)state;
-	(void)env;
-	return true;
-}
-
 static int
 store_init_cb(mb_actor *a, void *arg, void **statep)
 {
@@ -305,7 +294,9 @@ static const struct mb_actor_ops store_ops = {
 	.topics = store_topics,
 	.init = store_init_cb,
 	.handle = store_handle_cb,
-	.inline_ok = store_inline_ok_cb,
+	/* Journalling queues an op for the writer thread and never
+	 * blocks, so it may run on a publisher's thread. */
+	.inline_ok = mb_inline_always,
 	.terminate = store_terminate_cb,
 };
 

@@ -1161,6 +1161,18 @@ assert_streams(const struct rec *r, uint32_t pub, uint64_t n)
 	ck_assert_uint_eq(next - 1, n);
 }
 
+/* inline_open - a bus with one recorder on "a/" that takes envelopes
+ * inline, and a publisher. */
+static void
+inline_open(mb_bus **bus, mb_pub **pub, struct rec *x, struct mb_actor_ops *xo)
+{
+	NUTS_PASS(mb_bus_open(bus, NULL));
+	rec_init(x, "a/", NULL);
+	x->inline_mode = 1;
+	rec_start(*bus, x, xo);
+	NUTS_PASS(mb_pub_alloc(*bus, pub));
+}
+
 /* An idle actor that takes envelopes inline runs on the publisher's thread,
  * and with nobody else subscribed nothing goes through nng at all. */
 START_TEST(test_inline_idle)
@@ -1171,11 +1183,7 @@ START_TEST(test_inline_idle)
 	struct mb_actor_ops xo;
 	struct mb_bus_stats st;
 
-	NUTS_PASS(mb_bus_open(&bus, NULL));
-	rec_init(&x, "a/", NULL);
-	x.inline_mode = 1;
-	rec_start(bus, &x, &xo);
-	NUTS_PASS(mb_pub_alloc(bus, &pub));
+	inline_open(&bus, &pub, &x, &xo);
 	for (int i = 0; i < 1000; i++) {
 		mb_envelope env = MOBBUS__ENVELOPE__INIT;
 		NUTS_PASS(publish_here(pub, "a/x", &env));
@@ -1323,11 +1331,7 @@ START_TEST(test_inline_direct)
 	struct rec x;
 	struct mb_actor_ops xo;
 
-	NUTS_PASS(mb_bus_open(&bus, NULL));
-	rec_init(&x, "a/", NULL);
-	x.inline_mode = 1;
-	rec_start(bus, &x, &xo);
-	NUTS_PASS(mb_pub_alloc(bus, &pub));
+	inline_open(&bus, &pub, &x, &xo);
 	be.code = "c";
 	be.message = "m";
 	env.body_case = MOBBUS__ENVELOPE__BODY_ERROR;
