@@ -17,6 +17,8 @@
  * an erl). Ratios are to 3 and to 5's enif_send.
  */
 #include <errno.h>
+#include <libgen.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -30,8 +32,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <malloc.h>
 
 #include <jansson.h>
 #include <nng/nng.h>
@@ -443,7 +443,11 @@ run_cold(const struct cfg *c, size_t stored)
 		if (i % 4096 == 4095)
 			(void)mb_bus_drain(bus, 60000); /* stay under the queues */
 	}
-	(void)mb_flush(store, 120000);
+	if (mb_flush(store, 120000) != MB_OK) { /* nothing to start from */
+		mb_store_close(store);
+		mb_bus_close(bus);
+		return -1;
+	}
 	mb_store_close(store);
 	mb_bus_close(bus);
 
@@ -734,6 +738,34 @@ main(int argc, char **argv)
 		} else {
 			fprintf(stderr, "usage: mobbus-bench [--quick] [--json FILE] "
 			                "[--plot FILE.png] [--dir SCRATCH]\n");
+			return 2;
+		}
+	}
+
+	/* The stores go in c.dir: refuse one that cannot take them now
+	 * rather than run on a bus whose store fell back to memory. */
+	{
+		char probe[600];
+		int fd;
+		snprintf(probe, sizeof(probe), "%s/mobbus-bench.XXXXXX", c.dir);
+		if ((fd = mkstemp(probe)) < 0) {
+			fprintf(stderr, "bench: scratch folder %s: %s\n", c.dir,
+			    strerror(errno));
+			return 2;
+		}
+		close(fd);
+		unlink(probe);
+	}
+	/* And the outputs, before minutes of measuring. */
+	for (int i = 0; i < 2; i++) {
+		const char *out = i == 0 ? c.json_path : c.plot_path;
+		char dir[4096];
+		if (out == NULL)
+			continue;
+		snprintf(dir, sizeof(dir), "%s", out);
+		if (access(dirname(dir), W_OK) != 0) {
+			fprintf(stderr, "bench: cannot write %s: %s\n", out,
+			    strerror(errno));
 			return 2;
 		}
 	}
