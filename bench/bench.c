@@ -201,6 +201,39 @@ db_path(const struct cfg *c, const char *name, char *buf, size_t len)
 	buf[strlen(buf) - 4] = '\0';
 }
 
+/* The scratch files a run leaves in c->dir; scratch_clean removes them,
+ * and the folder itself when the run made it. */
+static const char *const scratch_dbs[] = { "latency.db", "beam-latency.db",
+	"tput.db", "cold.db", "cold-empty.db", "mem.db", NULL };
+
+static void scratch_clean(const struct cfg *c, int made_dir);
+
+/* For atexit: the run's config, once its scratch folder is settled. */
+static const struct cfg *scratch_cfg;
+static int scratch_made;
+
+static void
+scratch_atexit(void)
+{
+	if (scratch_cfg != NULL)
+		scratch_clean(scratch_cfg, scratch_made);
+}
+
+static void
+scratch_clean(const struct cfg *c, int made_dir)
+{
+	char buf[600];
+
+	for (int i = 0; scratch_dbs[i] != NULL; i++)
+		db_path(c, scratch_dbs[i], buf, sizeof(buf));
+	for (int i = 0; i < 8; i++) {
+		snprintf(buf, sizeof(buf), "%s/cdf-%d.dat", c->dir, i);
+		unlink(buf);
+	}
+	if (made_dir)
+		rmdir(c->dir);
+}
+
 /* Open bus + store + deliver with the C consumer attached. */
 static int
 bus_case_open(const struct cfg *c, struct bus_case *b, const char *db,
@@ -705,7 +738,7 @@ main(int argc, char **argv)
 	struct cfg c = { .samples = 50000, .warmup = 2000,
 		.tput_events = 1000000, .rss_events = 10000000,
 		.rss_warm_events = 1000000,
-		.cold_events = 100000, .dir = "/tmp",
+		.cold_events = 100000, .dir = NULL,
 		.plot_path = "bench-latency.png" };
 	struct lat lat[8], cost;
 	struct probe p = { .rng = 0x9e3779b97f4a7c15ULL };
@@ -713,7 +746,8 @@ main(int argc, char **argv)
 	struct tput tp[2];
 	struct mem mem;
 	double cold_full, cold_empty;
-	int nlat = 0, beam_rv, bus5 = -1, send = -1, failed = 0;
+	int nlat = 0, beam_rv, bus5 = -1, send = -1, failed = 0, made_dir = 0;
+	char scratch[512];
 	json_t *js;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -736,14 +770,34 @@ main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
 			c.dir = argv[++i];
 		} else {
+			fprintf(stderr, "mobbus-bench: %s \"%s\"\n",
+			    argv[i][0] == '-' && i + 1 == argc &&
+			            (strcmp(argv[i], "--json") == 0 ||
+			                strcmp(argv[i], "--plot") == 0 ||
+			                strcmp(argv[i], "--dir") == 0)
+			        ? "no value after"
+			        : "unknown argument",
+			    argv[i]);
 			fprintf(stderr, "usage: mobbus-bench [--quick] [--json FILE] "
 			                "[--plot FILE.png] [--dir SCRATCH]\n");
 			return 2;
 		}
 	}
 
-	/* The stores go in c.dir: refuse one that cannot take them now
-	 * rather than run on a bus whose store fell back to memory. */
+	/* The stores go in c.dir, by default a folder of this run's own;
+	 * refuse one that cannot take them now rather than run on a bus
+	 * whose store fell back to memory. */
+	if (c.dir == NULL) {
+		const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+		snprintf(scratch, sizeof(scratch), "%s/mobbus-bench.XXXXXX", tmp);
+		if (mkdtemp(scratch) == NULL) {
+			fprintf(stderr, "bench: cannot make a scratch folder in "
+			    "%s: %s\n", tmp, strerror(errno));
+			return 2;
+		}
+		c.dir = scratch;
+		made_dir = 1;
+	}
 	{
 		char probe[600];
 		int fd;
@@ -756,6 +810,9 @@ main(int argc, char **argv)
 		close(fd);
 		unlink(probe);
 	}
+	scratch_cfg = &c;
+	scratch_made = made_dir;
+	atexit(scratch_atexit);
 	/* And the outputs, before minutes of measuring. */
 	for (int i = 0; i < 2; i++) {
 		const char *out = i == 0 ? c.json_path : c.plot_path;

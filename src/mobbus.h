@@ -318,6 +318,12 @@ int mb_store_check(const char *path, char *err, size_t errlen);
  * consumer (never handed). Opens the file read-only. MB_EDB when it cannot.
  */
 int mb_store_waiting(const char *path, long *n);
+/*
+ * mb_store_damaged - SQLite's quick_check of the store at path, read-only:
+ * 0 with why "" when it is sound, 1 with what SQLite found in why (a
+ * damaged file, or one that cannot be read as a database).
+ */
+int mb_store_damaged(const char *path, char *why, size_t whylen);
 
 /* mb_store_close - commit what is queued, stop the writer, close the file.
  * NULL is a no-op. Not from an actor callback. */

@@ -412,3 +412,33 @@ mb_store_waiting(const char *path, long *n)
 	sqlite3_close(db);
 	return rv;
 }
+
+int
+mb_store_damaged(const char *path, char *why, size_t whylen)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	const char *res;
+	int rc;
+
+	why[0] = '\0';
+	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "PRAGMA quick_check(1)", -1, &s,
+		    NULL);
+	if (rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW &&
+	    (res = (const char *)sqlite3_column_text(s, 0)) != NULL) {
+		if (strcmp(res, "ok") != 0) {
+			snprintf(why, whylen, "%s", res);
+			for (char *c = why; *c != '\0'; c++)
+				if (*c == '\n')
+					*c = ' '; /* one line for a note */
+		}
+	} else {
+		snprintf(why, whylen, "%s",
+		    db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return why[0] != '\0';
+}

@@ -76,9 +76,32 @@ expect trace-is-dir 2 'is a directory, not a trace file' "$bin" replay "$tmp"
 expect check-missing 2 'nope: No such file' "$bin" check "$tmp/nope"
 mkdir -p "$tmp/empty"
 expect check-empty 2 'no \*\.trace\.jsonl under' "$bin" check "$tmp/empty"
+cp "$tmp/s.db" "$tmp/damaged.db"
+head -c 8192 /dev/zero | tr '\0' '\253' |
+	dd of="$tmp/damaged.db" bs=4096 seek=1 conv=notrunc status=none
+expect db-damaged-noted 0 'note: the store .*damaged.db is damaged \(SQLite: ' \
+	"$bin" replay "$tmp/ok.trace.jsonl" --db "$tmp/damaged.db"
+mkdir -p "$tmp/dircase" "$tmp/dircase/d.expect.jsonl"
+cp "$tmp/ok.trace.jsonl" "$tmp/dircase/d.trace.jsonl"
+expect check-expect-dir 1 'FAIL  d: cannot read .*Is a directory' \
+	"$bin" check "$tmp/dircase"
+: >"$tmp/empty.db"
+expect inspect-empty-file 1 'not a mobbus store' \
+	"$bin" inspect --db "$tmp/empty.db"
+expect inspect-dir 1 'is a directory' "$bin" inspect --db "$tmp"
+expect inspect-foreign 1 'not a mobbus store' \
+	"$bin" inspect --db "$tmp/other.sqlite"
+{
+	echo "$hdr"
+	for i in $(seq 1 500); do echo "{\"at\":$i,\"cb\":\"frob$i\"}"; done
+} >"$tmp/many.trace.jsonl"
+expect many-bad-lines 2 'many.trace.jsonl: \.\.\. and [0-9]+ more problems$' \
+	"$bin" replay "$tmp/many.trace.jsonl"
 if [ -w /dev/full ]; then
 	expect output-full 1 'writing the output failed' \
 		sh -c "'$bin' replay '$tmp/ok.trace.jsonl' >/dev/full"
+	expect inspect-output-full 1 'writing the output failed' \
+		sh -c "'$bin' inspect --db '$tmp/s.db' >/dev/full"
 fi
 
 echo "$pass passed, $fail failed"

@@ -161,6 +161,38 @@ START_TEST(test_enums_and_bom)
 }
 END_TEST
 
+/* More problems than the buffer holds: whole lines only, then a count of
+ * the rest. */
+START_TEST(test_many_bad_lines)
+{
+	size_t cap = 1000 * 40 + 64, used = 0;
+	char *text = malloc(cap), *last;
+	int shown = 0, more = 0;
+
+	ck_assert_ptr_nonnull(text);
+	used += (size_t)snprintf(text, cap, "%s", IOS_HDR);
+	for (int i = 0; i < 1000; i++)
+		used += (size_t)snprintf(text + used, cap - used,
+		    "{\"at\":%d,\"cb\":\"frob%d\"}\n", i, i);
+	ck_assert_int_eq(parse(text, NULL), MB_ECALLBACK);
+	ck_assert_uint_lt(strlen(err), sizeof(err));
+	for (char *l = err; l != NULL; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		if (strncmp(l, "t.jsonl:", 8) == 0 && strstr(l, "unknown callback") != NULL &&
+		    strstr(l, "\"frob") != NULL)
+			shown++;
+	}
+	last = strrchr(err, '\n');
+	ck_assert_ptr_nonnull(last);
+	ck_assert_int_eq(sscanf(last + 1, "t.jsonl: ... and %d more problems", &more), 1);
+	ck_assert_int_gt(shown, 10);
+	ck_assert_int_eq(shown + more, 1000);
+	/* The line before the count is whole: it ends with the OS name. */
+	*last = '\0';
+	ck_assert_ptr_nonnull(strstr(strrchr(err, '\n'), "\" for ios"));
+	free(text);
+}
+END_TEST
+
 START_TEST(test_missing_file)
 {
 	struct mb_trace *t = NULL;
@@ -180,4 +212,5 @@ NUTS_MAIN("trace",
 	{ "bad_header", test_bad_header, 30 },
 	{ "every_bad_line_named", test_every_bad_line_named, 30 },
 	{ "enums_and_bom", test_enums_and_bom, 30 },
+	{ "many_bad_lines", test_many_bad_lines, 30 },
 	{ "missing_file", test_missing_file, 30 })

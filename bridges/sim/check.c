@@ -4,6 +4,7 @@
  * line matches when every key it names has the same value; lines match in
  * order; device lines may be ignored by a leading {"ignore":["device"]}.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,13 @@ load_lines(const char *path, json_t **arr, char *why, size_t whylen)
 		json_array_append_new(*arr, o);
 	}
 	free(line);
+	if (ferror(f)) { /* a folder opens, then reads as EISDIR */
+		snprintf(why, whylen, "cannot read %s: %s", path,
+		    strerror(errno));
+		json_decref(*arr);
+		fclose(f);
+		return MB_EIO;
+	}
 	fclose(f);
 	return MB_OK;
 }

@@ -458,8 +458,11 @@ mb_replay(const struct mb_trace *t, struct mb_replay_opts *opts,
 	}
 	signal(SIGINT, prev_int);
 	signal(SIGTERM, prev_term);
-	if (opts != NULL)
+	if (opts != NULL) {
 		(void)mb_store_waiting(db, &opts->waiting);
+		(void)mb_store_damaged(db, opts->damaged,
+		    sizeof(opts->damaged));
+	}
 	if (opts == NULL || opts->db_path == NULL)
 		remove_db(tmp);
 	replay_tmp[0] = '\0';

@@ -24,6 +24,9 @@ struct mb_replay_opts {
 	/* Out: what a user may want to know the transcript does not show. */
 	size_t dropped;        /* lines that came while no process ran */
 	long waiting;          /* messages left waiting for a consumer */
+	/* The store file is damaged (SQLite's quick_check, after the run): the
+	 * processes went on from memory. "" when it is sound. */
+	char damaged[256];
 };
 
 /*

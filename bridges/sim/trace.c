@@ -96,29 +96,47 @@ struct errs {
 	char *buf;
 	size_t len, used;
 	int count;
+	int shown;       /* problems whose whole line is in buf */
 	int first;       /* mb_err of the first problem */
 	const char *path;
 };
 
+/* Room kept at the end of buf for errs_finish's "... N more" line. */
+#define ERRS_TAIL 64
+
+/* errs_add - count a problem and append "PATH:LINE: problem" to buf if the
+ * whole line fits (with room for the tail); a line never ends half-way. */
 static void
 errs_add(struct errs *e, int code, unsigned line, const char *fmt, ...)
 {
+	char msg[512];
 	va_list ap;
 	int n;
 
 	if (e->count++ == 0)
 		e->first = code;
-	if (e->used + 1 >= e->len)
-		return;
-	n = snprintf(e->buf + e->used, e->len - e->used, "%s%s:%u: ",
-	    e->used ? "\n" : "", e->path, line);
-	if (n > 0)
-		e->used += (size_t)n < e->len - e->used ? (size_t)n : e->len - e->used - 1;
 	va_start(ap, fmt);
-	n = vsnprintf(e->buf + e->used, e->len - e->used, fmt, ap);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (n > 0)
-		e->used += (size_t)n < e->len - e->used ? (size_t)n : e->len - e->used - 1;
+	n = snprintf(NULL, 0, "%s%s:%u: %s", e->used ? "\n" : "", e->path, line,
+	    msg);
+	if (n < 0 || e->len < ERRS_TAIL ||
+	    e->used + (size_t)n + 1 > e->len - ERRS_TAIL)
+		return;
+	e->used += (size_t)snprintf(e->buf + e->used, e->len - e->used,
+	    "%s%s:%u: %s", e->used ? "\n" : "", e->path, line, msg);
+	e->shown++;
+}
+
+/* errs_finish - say how many problems did not fit. */
+static void
+errs_finish(struct errs *e)
+{
+	if (e->count > e->shown && e->len > e->used)
+		(void)snprintf(e->buf + e->used, e->len - e->used,
+		    "%s%s: ... and %d more problem%s", e->used ? "\n" : "",
+		    e->path, e->count - e->shown,
+		    e->count - e->shown == 1 ? "" : "s");
 }
 
 static int
@@ -449,7 +467,7 @@ int
 mb_trace_parse(const char *name, const char *text, size_t len,
     struct mb_trace **tp, char *err, size_t errlen)
 {
-	struct errs e = { err, errlen, 0, 0, MB_OK, name };
+	struct errs e = { err, errlen, 0, 0, 0, MB_OK, name };
 	struct mb_trace *t;
 	size_t cap = 1, off = 0;
 	unsigned lineno = 0;
@@ -487,6 +505,7 @@ mb_trace_parse(const char *name, const char *text, size_t len,
 	if (t->header == NULL && e.count == 0)
 		errs_add(&e, MB_EHEADER, 1, "empty trace: no header line");
 	if (e.count) {
+		errs_finish(&e);
 		mb_trace_free(t);
 		return e.first;
 	}

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* inspect.c - mobbus inspect: print what a store file holds, readably. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sqlite3.h>
 
@@ -102,15 +104,55 @@ count_row(sqlite3_stmt *s, FILE *out)
 	fprintf(out, "  %s\n", col(s, 0));
 }
 
+/* is_store - whether db has the store's tables; says why not on stderr. */
+static int
+is_store(sqlite3 *db, const char *path)
+{
+	sqlite3_stmt *s = NULL;
+	int rc, ours = -1;
+
+	rc = sqlite3_prepare_v2(db,
+	    "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+	    " AND name IN ('outbox', 'inbox', 'journal', 'kv', 'tokens')",
+	    -1, &s, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+		ours = sqlite3_column_int(s, 0);
+	if (ours < 0)
+		fprintf(stderr, "mobbus: database: %s: %s\n", path,
+		    sqlite3_errmsg(db));
+	else if (ours < 5)
+		fprintf(stderr, "mobbus: database: %s: %s\n", path,
+		    ours == 0 ? "not a mobbus store (no store tables)" :
+		                "an SQLite database, but not a mobbus store");
+	sqlite3_finalize(s);
+	return ours == 5;
+}
+
 int
 mb_inspect(const char *path, FILE *out)
 {
+	struct stat sb;
 	sqlite3 *db = NULL;
-	int rv, rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+	int rv, rc;
 
+	if (stat(path, &sb) != 0) {
+		fprintf(stderr, "mobbus: database: %s: %s\n", path,
+		    strerror(errno));
+		return MB_EDB;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		fprintf(stderr, "mobbus: database: %s: %s\n", path,
+		    S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
+		return MB_EDB;
+	}
+	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
 	if (rc != SQLITE_OK) {
 		fprintf(stderr, "mobbus: database: %s: %s\n", path,
 		    db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close(db);
+		return MB_EDB;
+	}
+	if (!is_store(db, path)) {
 		sqlite3_close(db);
 		return MB_EDB;
 	}

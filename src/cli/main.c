@@ -147,6 +147,11 @@ cmd_replay(int argc, char **argv)
 	if (opts.dropped > 0)
 		fprintf(stderr, "mobbus: note: %zu line(s) came while no process "
 		                "ran; the OS drops them\n", opts.dropped);
+	if (opts.damaged[0] != '\0')
+		fprintf(stderr, "mobbus: note: the store %s is damaged "
+		                "(SQLite: %s); what the processes could not "
+		                "read or write there they kept in memory only\n",
+		    opts.db_path ? opts.db_path : "file", opts.damaged);
 	if (opts.waiting > 0)
 		fprintf(stderr, "mobbus: note: %ld message(s) still wait in the "
 		                "store for a consumer that never subscribed\n",
@@ -289,7 +294,11 @@ main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
-		return mb_inspect(db, stdout) == MB_OK ? 0 : 1;
+		if (mb_inspect(db, stdout) != MB_OK) {
+			(void)out_failed();
+			return 1;
+		}
+		return out_failed();
 	}
 	if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
 		usage(stdout);
