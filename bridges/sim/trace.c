@@ -221,8 +221,9 @@ check_values(struct errs *e, unsigned lineno, enum mb_cb cb, const json_t *o)
 		{ "notification", 'o' }, { "priority", 's' },
 		{ "original_priority", 's' }, { "collapse_key", 's' } };
 
+	/* A negative one was named by the type check already. */
 	if (json_is_integer(b) &&
-	    (json_integer_value(b) < 1 ||
+	    (json_integer_value(b) == 0 ||
 	        json_integer_value(b) > MB_TRACE_BUDGET_MAX))
 		errs_add(e, MB_EFIELD, lineno,
 		    "%s: \"budget_ms\" must be from 1 to %d", mb_cb_name(cb),
