@@ -43,6 +43,9 @@
 #include "mobbus.h"
 #include "stats.h"
 
+/* Latency cases in the table, the plot and the scratch folder. */
+#define LAT_MAX 8
+
 struct cfg {
 	size_t samples;
 	size_t warmup;
@@ -207,7 +210,20 @@ static const char *const scratch_dbs[] = { "latency.db", "latency-inline.db",
 	"beam-latency.db",
 	"tput.db", "cold.db", "cold-empty.db", "mem.db", NULL };
 
-static void scratch_clean(const struct cfg *c, int made_dir);
+static void
+scratch_clean(const struct cfg *c, int made_dir)
+{
+	char buf[600];
+
+	for (int i = 0; scratch_dbs[i] != NULL; i++)
+		db_path(c, scratch_dbs[i], buf, sizeof(buf));
+	for (int i = 0; i < LAT_MAX; i++) {
+		snprintf(buf, sizeof(buf), "%s/cdf-%d.dat", c->dir, i);
+		unlink(buf);
+	}
+	if (made_dir)
+		rmdir(c->dir);
+}
 
 /* For atexit: the run's config, once its scratch folder is settled. */
 static const struct cfg *scratch_cfg;
@@ -218,21 +234,6 @@ scratch_atexit(void)
 {
 	if (scratch_cfg != NULL)
 		scratch_clean(scratch_cfg, scratch_made);
-}
-
-static void
-scratch_clean(const struct cfg *c, int made_dir)
-{
-	char buf[600];
-
-	for (int i = 0; scratch_dbs[i] != NULL; i++)
-		db_path(c, scratch_dbs[i], buf, sizeof(buf));
-	for (int i = 0; i < 8; i++) {
-		snprintf(buf, sizeof(buf), "%s/cdf-%d.dat", c->dir, i);
-		unlink(buf);
-	}
-	if (made_dir)
-		rmdir(c->dir);
 }
 
 /* Open bus + store + deliver with the C consumer attached. */
@@ -657,12 +658,8 @@ print_lat(const struct lat *l, const struct lat *nng, const struct lat *send)
 	printf("\n");
 }
 
-/* The turns of cases 2-4 (see main): events a block, the pause before
- * each, and unrecorded events at the start of all but the first. */
+/* Cases 2-4 take turns (drive_turns; see main). */
 #define LAT_KINDS 4
-#define LAT_BLOCK 1000
-#define LAT_PAUSE_US 10000
-#define LAT_REWARM 20
 
 /* The target: mobbus + BEAM p50 at most this times enif_send's. */
 #define BEAM_TARGET 1.3
@@ -709,7 +706,7 @@ lat_json(const struct lat *l, const struct lat *nng, const struct lat *send)
 static void
 plot(const struct cfg *c, struct lat *cases, int n)
 {
-	char script[8192], data[8][600];
+	char script[8192], data[LAT_MAX][600];
 	size_t off = 0;
 	FILE *g;
 
@@ -765,7 +762,7 @@ main(int argc, char **argv)
 		.rss_warm_events = 1000000,
 		.cold_events = 100000, .dir = NULL,
 		.plot_path = "bench-latency.png" };
-	struct lat lat[8], cost;
+	struct lat lat[LAT_MAX], cost;
 	struct probe p = { .rng = 0x9e3779b97f4a7c15ULL };
 	struct beam_result br = { .otp = "" };
 	struct tput tp[2];
@@ -859,10 +856,8 @@ main(int argc, char **argv)
 	lat_finish(&lat[nlat++]);
 
 	/*
-	 * 2-4 take turns in blocks of LAT_BLOCK events, each block after a
-	 * pause that lets the store's group commit settle, so that the
-	 * baselines and mobbus see the same machine: wake-up costs here
-	 * drift with whatever else runs. All are set up first:
+	 * 2-4 take turns (drive_turns), so that the baselines and mobbus see
+	 * the same machine. All are set up first:
 	 *   2 eventfd between two threads;
 	 *   3 raw nng PUB/SUB, one subscriber thread in nng_recvmsg;
 	 *   4 mobbus with the C consumer and the store, first as a consumer
@@ -880,9 +875,11 @@ main(int argc, char **argv)
 		nng_msg *m;
 		char db[512];
 		int first = nlat;
-		void (*fire[LAT_KINDS])(void *) = { efd_fire, nng_fire, bus_fire,
-			bus_fire };
-		void *arg[LAT_KINDS] = { &e, &n, &b[0], &b[1] };
+		void (*const fire[LAT_KINDS])(void *) = { efd_fire, nng_fire,
+			bus_fire, bus_fire };
+		void *const arg[LAT_KINDS] = { &e, &n, &b[0], &b[1] };
+		struct lat *const lats[LAT_KINDS] = { &lat[first],
+			&lat[first + 1], &lat[first + 2], &lat[first + 3] };
 
 		lat_init(&lat[nlat++], "2 eventfd hand-off", c.samples);
 		lat_init(&lat[nlat++], "3 nng inproc PUB/SUB (transport)",
@@ -906,16 +903,8 @@ main(int argc, char **argv)
 				return 1;
 			}
 		}
-		for (size_t done = 0; done < c.samples; done += LAT_BLOCK) {
-			size_t k_n = c.samples - done < LAT_BLOCK ?
-			    c.samples - done : LAT_BLOCK;
-			for (int k = 0; k < LAT_KINDS; k++) {
-				sleep_us(LAT_PAUSE_US);
-				p.lat = &lat[first + k];
-				drive(&p, done == 0 ? c.warmup : LAT_REWARM, k_n,
-				    fire[k], arg[k]);
-			}
-		}
+		drive_turns(&p, c.warmup, c.samples, LAT_KINDS, lats, fire, arg,
+		    NULL, NULL);
 		bus_case_close(&b[0]);
 		bus_case_close(&b[1]);
 		nng_msg_alloc(&m, 0);

@@ -54,6 +54,27 @@ drive(struct probe *p, size_t warmup, size_t samples, void (*fire)(void *),
 }
 
 void
+drive_turns(struct probe *p, size_t warmup, size_t samples, int nkinds,
+    struct lat *const lats[], void (*const fire[])(void *),
+    void *const arg[], void (*turn)(void *ctx, int k, int after), void *ctx)
+{
+	for (size_t done = 0; done < samples; done += DRIVE_BLOCK) {
+		size_t n = samples - done < DRIVE_BLOCK ? samples - done :
+		                                          DRIVE_BLOCK;
+		for (int k = 0; k < nkinds; k++) {
+			sleep_us(DRIVE_PAUSE_US);
+			p->lat = lats[k];
+			if (turn != NULL)
+				turn(ctx, k, 0);
+			drive(p, done == 0 ? warmup : DRIVE_REWARM, n, fire[k],
+			    arg[k]);
+			if (turn != NULL)
+				turn(ctx, k, 1);
+		}
+	}
+}
+
+void
 bench_notification(mb_envelope *env, Mobbus__Notification *no, char *id,
     uint64_t n)
 {

@@ -41,6 +41,25 @@ void probe_handled(struct probe *p);
 void drive(struct probe *p, size_t warmup, size_t samples,
     void (*fire)(void *), void *arg);
 
+/* The turns of drive_turns: events a block, the pause before each block
+ * (the store's group commit and the bus settle), and unrecorded events at
+ * the start of every block but a kind's first (which has the warm-up). */
+#define DRIVE_BLOCK 1000
+#define DRIVE_PAUSE_US 10000
+#define DRIVE_REWARM 20
+
+/*
+ * drive_turns - drive nkinds kinds of event in turns of DRIVE_BLOCK, kind k
+ * through fire[k](arg[k]) into lats[k], until each has samples, so that
+ * every kind sees the same machine: wake-up costs here drift with whatever
+ * else runs. turn, if not NULL, is called around each kind's block (after
+ * 0 before it, 1 after it).
+ */
+void drive_turns(struct probe *p, size_t warmup, size_t samples, int nkinds,
+    struct lat *const lats[], void (*const fire[])(void *),
+    void *const arg[], void (*turn)(void *ctx, int k, int after),
+    void *ctx);
+
 /* sleep_us - nanosleep, resumed after signals. */
 void sleep_us(unsigned us);
 

@@ -25,12 +25,9 @@
  * reads CLOCK_MONOTONIC and the CPU (erlang:monotonic_time/0 is another
  * clock) and lets the producer go on.
  *
- * The kinds take turns in blocks of MBB_BENCH_BLOCK events, after a pause
- * that lets the store's group commit and the bus settle, so that all three
- * see the same machine: on two vCPUs a wake-up costs ~3 us or ~45 us
- * depending on where the woken thread lands, and that drifts with whatever
- * else runs. The first block of each kind starts with the warm-up, the
- * others with MBB_BENCH_REWARM unrecorded events.
+ * The kinds take turns (drive_turns, bench/drive.h), so that all three see
+ * the same machine: on two vCPUs a wake-up costs ~3 us or ~45 us depending
+ * on where the woken thread lands, and that drifts with whatever else runs.
  *
  * Nothing here runs unless the benchmark calls it.
  */
@@ -40,9 +37,6 @@
 #include "beam_nif.h"
 #include "drive.h"
 
-#define MBB_BENCH_BLOCK 1000
-#define MBB_BENCH_REWARM 20
-#define MBB_BENCH_PAUSE_US 10000
 
 enum bench_kind { BENCH_MOBBUS, BENCH_CONSUMER, BENCH_SEND, BENCH_KINDS };
 
@@ -58,6 +52,8 @@ struct bench_run {
 	/* Over the mobbus blocks: bridge calls, and what the bus did for
 	 * them (mb_bus_stats deltas). */
 	uint64_t calls, published, unsent, inline_runs;
+	struct mb_bus_stats st_before, st_after; /* around one block */
+	uint64_t n_before;
 	struct probe p;
 	struct lat lat[BENCH_KINDS];
 };
@@ -112,6 +108,25 @@ bench_send_fire(void *arg)
 		bench_fail(r);
 }
 
+/* bench_turn - around each mobbus block: what the bus did for it. */
+static void
+bench_turn(void *ctx, int k, int after)
+{
+	struct bench_run *r = ctx;
+
+	if (k != BENCH_MOBBUS)
+		return;
+	mb_bus_stats(r->bus, after ? &r->st_after : &r->st_before);
+	if (!after) {
+		r->n_before = r->n;
+		return;
+	}
+	r->calls += r->n - r->n_before;
+	r->published += r->st_after.published - r->st_before.published;
+	r->unsent += r->st_after.unsent - r->st_before.unsent;
+	r->inline_runs += r->st_after.inline_runs - r->st_before.inline_runs;
+}
+
 static void *
 bench_main(void *arg)
 {
@@ -121,28 +136,12 @@ bench_main(void *arg)
 	    [BENCH_SEND] = bench_send_fire,
 	};
 	struct bench_run *r = arg;
+	void *const args[BENCH_KINDS] = {r, r, r};
+	struct lat *const lats[BENCH_KINDS] = {
+	    &r->lat[BENCH_MOBBUS], &r->lat[BENCH_CONSUMER], &r->lat[BENCH_SEND]};
 
-	for (size_t done = 0; done < r->samples; done += MBB_BENCH_BLOCK) {
-		size_t n = r->samples - done < MBB_BENCH_BLOCK
-		               ? r->samples - done
-		               : MBB_BENCH_BLOCK;
-		for (int k = 0; k < BENCH_KINDS; k++) {
-			struct mb_bus_stats a, b;
-			uint64_t n0 = r->n;
-			sleep_us(MBB_BENCH_PAUSE_US);
-			r->p.lat = &r->lat[k];
-			mb_bus_stats(r->bus, &a);
-			drive(&r->p, done == 0 ? r->warmup : MBB_BENCH_REWARM,
-			      n, fire[k], r);
-			if (k != BENCH_MOBBUS)
-				continue;
-			mb_bus_stats(r->bus, &b);
-			r->calls += r->n - n0;
-			r->published += b.published - a.published;
-			r->unsent += b.unsent - a.unsent;
-			r->inline_runs += b.inline_runs - a.inline_runs;
-		}
-	}
+	drive_turns(&r->p, r->warmup, r->samples, BENCH_KINDS, lats, fire,
+	            args, bench_turn, r);
 	return NULL;
 }
 

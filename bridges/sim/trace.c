@@ -109,22 +109,22 @@ struct errs {
 static void
 errs_add(struct errs *e, int code, unsigned line, const char *fmt, ...)
 {
-	char msg[512];
+	char msg[512], whole[1024];
 	va_list ap;
-	int n;
+	size_t n;
 
 	if (e->count++ == 0)
 		e->first = code;
 	va_start(ap, fmt);
 	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	n = snprintf(NULL, 0, "%s%s:%u: %s", e->used ? "\n" : "", e->path, line,
-	    msg);
-	if (n < 0 || e->len < ERRS_TAIL ||
-	    e->used + (size_t)n + 1 > e->len - ERRS_TAIL)
+	(void)snprintf(whole, sizeof(whole), "%s%s:%u: %s",
+	    e->used ? "\n" : "", e->path, line, msg);
+	n = strlen(whole);
+	if (e->len < ERRS_TAIL || e->used + n + 1 > e->len - ERRS_TAIL)
 		return;
-	e->used += (size_t)snprintf(e->buf + e->used, e->len - e->used,
-	    "%s%s:%u: %s", e->used ? "\n" : "", e->path, line, msg);
+	memcpy(e->buf + e->used, whole, n + 1);
+	e->used += n;
 	e->shown++;
 }
 
